@@ -185,7 +185,8 @@ def _site(line_no: int, line: str) -> tuple[str, list[float]]:
     tokens = line.split()
     if len(tokens) != 5:
         raise CodecError(
-            f'line {line_no} (atom): expected 5 fields "El 1 x y z", got {len(tokens)}: {_quote(line)}'
+            f'line {line_no} (atom): expected 5 fields "El 1 x y z", '
+            f"got {len(tokens)}: {_quote(line)}"
         )
     symbol, occupancy = tokens[0], tokens[1]
     if not Element.is_valid_symbol(symbol):
@@ -207,7 +208,7 @@ def decode_structure(text: str) -> Structure:
     body = block[len(STRUCTURE_START) : -len(STRUCTURE_END)]
     lines = [line.strip() for line in body.splitlines() if line.strip()]
     if not lines:
-        raise CodecError("the structure block is empty")
+        raise CodecError(f'line 1 (space group): expected "{SPACE_GROUP}", the block is empty')
     if lines[0] != SPACE_GROUP:
         raise CodecError(f'line 1 (space group): expected "{SPACE_GROUP}", got {_quote(lines[0])}')
     if len(lines) < 3:

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import gzip
 import json
+import math
 import os
 import warnings
+from collections.abc import Callable, Iterable, Mapping
 from functools import partial
-from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +34,12 @@ from crystalreasoner.errors import DataError
 ID_KEYS = ("material_id", "mp_id", "task_id")
 
 #: CDVAE CSV columns holding properties (renamed by ``clean_properties``); all optional.
-CDVAE_PROPERTY_COLUMNS = ("formation_energy_per_atom", "band_gap", "e_above_hull", "spacegroup.number")
+CDVAE_PROPERTY_COLUMNS = (
+    "formation_energy_per_atom",
+    "band_gap",
+    "e_above_hull",
+    "spacegroup.number",
+)
 
 _MP_FIELDS = [
     "material_id",
@@ -115,19 +121,16 @@ def _stem(path: Path) -> str:
     return Path(name).stem
 
 
-def _present(value: object) -> bool:
-    """True unless ``value`` is missing (None, NaN, blank text)."""
-    if value is None or (isinstance(value, float) and value != value):
-        return False
-    return bool(str(value).strip())
+def _id_or_none(value: object) -> str | None:
+    """An id as text, or None when it is missing (None, NaN, blank text)."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    return str(value).strip() or None
 
 
 def _entry_id(entry: Mapping[str, Any]) -> str | None:
     """The first non-empty id among ``ID_KEYS``."""
-    for key in ID_KEYS:
-        if _present(entry.get(key)):
-            return str(entry[key]).strip()
-    return None
+    return next(filter(None, (_id_or_none(entry.get(key)) for key in ID_KEYS)), None)
 
 
 def load_cdvae_csv(
@@ -162,21 +165,25 @@ def load_cdvae_csv(
         raise DataError(f"{path} is not a CDVAE CSV: missing column(s) {sorted(missing)}")
     property_columns = [column for column in CDVAE_PROPERTY_COLUMNS if column in frame.columns]
 
-    def build(row: dict[str, Any]) -> _Row:
-        if not _present(row["material_id"]):
+    def build(material_id: str | None, row: dict[str, Any]) -> _Row:
+        if material_id is None:
             raise _Skip("missing material_id")
         if not isinstance(row["cif"], str) or not row["cif"].strip():
             raise _Skip("missing CIF")
         structure = Structure.from_str(row["cif"], fmt="cif")
-        return str(row["material_id"]).strip(), structure, {c: row[c] for c in property_columns}
+        return material_id, structure, {column: row[column] for column in property_columns}
 
-    def rows() -> Iterator[tuple[str, Callable[[], _Row]]]:
-        for index, row in enumerate(frame.to_dict("records")):
-            row_id = str(row["material_id"]).strip() if _present(row["material_id"]) else f"row {index}"
-            yield row_id, partial(build, row)
-
+    rows = frame.to_dict("records")
+    ids = [_id_or_none(row["material_id"]) for row in rows]
     return _collect(
-        rows(), source=source or path.name, split=split, max_atoms=max_atoms, failure="unparseable CIF"
+        (
+            (mid or f"row {index}", partial(build, mid, row))
+            for index, (mid, row) in enumerate(zip(ids, rows))
+        ),
+        source=source or path.name,
+        split=split,
+        max_atoms=max_atoms,
+        failure="unparseable CIF",
     )
 
 
@@ -253,7 +260,7 @@ def load_pymatgen_json(
         for index, entry in enumerate(entries)
     ]
     return _collect(
-        ((material_id, partial(build, material_id, entry)) for material_id, entry in zip(ids, entries)),
+        ((mid, partial(build, mid, entry)) for mid, entry in zip(ids, entries)),
         source=source or path.name,
         split=split,
         max_atoms=max_atoms,
@@ -293,7 +300,7 @@ def load_extxyz(
 
     ids = [_entry_id(atoms.info) or f"{stem}-{index}" for index, atoms in enumerate(frames)]
     return _collect(
-        ((material_id, partial(build, material_id, atoms)) for material_id, atoms in zip(ids, frames)),
+        ((mid, partial(build, mid, atoms)) for mid, atoms in zip(ids, frames)),
         source=source or path.name,
         split=split,
         max_atoms=max_atoms,
@@ -335,8 +342,8 @@ def load_materials_project(
     except Exception as exc:  # network, authentication and query errors alike
         raise DataError(f"Materials Project query failed: {_first_line(exc)}") from exc
 
-    def build(doc: Any) -> _Row:
-        if not _present(_field(doc, "material_id")):
+    def build(material_id: str | None, doc: Any) -> _Row:
+        if material_id is None:
             raise _Skip("missing material_id")
         structure = _field(doc, "structure")
         if isinstance(structure, Mapping):
@@ -349,10 +356,14 @@ def load_materials_project(
             for name in ("formation_energy_per_atom", "band_gap", "energy_above_hull")
         }
         properties["spacegroup_number"] = _field(symmetry, "number") if symmetry else None
-        return str(_field(doc, "material_id")), structure, properties
+        return material_id, structure, properties
 
+    ids = [_id_or_none(_field(doc, "material_id")) for doc in docs]
     return _collect(
-        ((str(_field(doc, "material_id")), partial(build, doc)) for doc in docs),
+        (
+            (mid or f"document {index}", partial(build, mid, doc))
+            for index, (mid, doc) in enumerate(zip(ids, docs))
+        ),
         source="materials-project",
         split=None,
         max_atoms=max_atoms,

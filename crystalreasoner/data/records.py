@@ -128,18 +128,23 @@ def clean_properties(raw: Mapping[str, object]) -> dict[str, PropertyValue]:
     """Keep the known properties of ``raw`` under their canonical names, as numbers.
 
     Aliases (``PROPERTY_ALIASES``) are renamed; unknown keys and missing values (``None``,
-    NaN) are dropped, because a record holds only values that are known. A value that is
+    NaN, blank text) are dropped, because a record holds only values that are known. Numeric
+    text is accepted (a CSV column with one stray word is read as text). A value that is
     present but not a finite number raises ``ValueError`` naming the property, so the row is
     reported instead of carrying a wrong number.
     """
     cleaned: dict[str, PropertyValue] = {}
     for key, value in raw.items():
         name = PROPERTY_ALIASES.get(key, key)
-        if name not in KNOWN_PROPERTIES or value is None:
+        blank = value is None or (isinstance(value, str) and not value.strip())
+        if name not in KNOWN_PROPERTIES or blank:
             continue
-        if isinstance(value, bool) or not isinstance(value, numbers.Real):
-            raise ValueError(f"property {name} is not a number: {value!r}")
-        number = float(value)
+        try:
+            if isinstance(value, bool) or not isinstance(value, numbers.Real | str):
+                raise ValueError
+            number = float(value)
+        except ValueError:
+            raise ValueError(f"property {name} is not a number: {value!r}") from None
         if math.isnan(number):
             continue
         if math.isinf(number):

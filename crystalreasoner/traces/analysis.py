@@ -47,6 +47,10 @@ class StructureAnalysis:
     environments: list[dict[str, Any]] = field(default_factory=list)  # SiteEnvironment fields
     robocrys_text: str | None = None
 
+    def signature(self) -> tuple[int, list[int]]:
+        """Comparable with :func:`symmetry_signature` of a structure written for this trace."""
+        return self.spacegroup_number, sorted(m for mults in self.orbits.values() for m in mults)
+
     @property
     def site_environments(self) -> list[SiteEnvironment]:
         return [SiteEnvironment(**env) for env in self.environments]
@@ -70,6 +74,12 @@ def symmetry_analyzer(structure: Structure) -> tuple[SpacegroupAnalyzer, float]:
         except Exception as exc:  # spglib raises several types on degenerate cells
             error = exc
     raise ValueError(f"spglib found no symmetry at symprec {SYMPREC_LADDER}: {error}")
+
+
+def symmetry_signature(structure: Structure, symprec: float) -> tuple[int, list[int]]:
+    """Space-group number and sorted orbit sizes at ``symprec``: what a trace claims."""
+    dataset = SpacegroupAnalyzer(structure, symprec=symprec).get_symmetry_dataset()
+    return dataset.number, sorted(Counter(dataset.equivalent_atoms.tolist()).values())
 
 
 def min_interatomic_distance(structure: Structure) -> float:
@@ -129,6 +139,8 @@ def analyze_structure(structure: Structure, describer: Describer = "crystalnn") 
     )
     if describer == "robocrys":
         analysis.robocrys_text = robocrys_description(structure)
-    # the fast environments are kept for both describers: the consistency check reads them
-    analysis.environments = [asdict(env) for env in site_environments(structure, orbit_indices)]
+    if describer != "none":
+        # CrystalNN environments are kept for robocrys too: the consistency check reads them
+        envs = site_environments(structure, orbit_indices)
+        analysis.environments = [asdict(env) for env in envs]
     return analysis

@@ -26,7 +26,11 @@ from crystalreasoner.data import CrystalRecord, DatasetBundle
 from crystalreasoner.data.codec import CodecConfig, encode_structure
 from crystalreasoner.hashing import sha256_json, structure_hash
 from crystalreasoner.tasks import Task
-from crystalreasoner.traces.analysis import StructureAnalysis, analyze_structure
+from crystalreasoner.traces.analysis import (
+    StructureAnalysis,
+    analyze_structure,
+    symmetry_signature,
+)
 from crystalreasoner.traces.augment import AugmentConfig, augment_structure
 from crystalreasoner.traces.cache import AnalysisCache
 from crystalreasoner.traces.describers import Describer, _crystalnn_tools
@@ -173,7 +177,8 @@ def analyze_records(
         for key in missing:
             record(key, lambda: _analyze_worker(by_hash[key].as_dict(), describer))
     elif missing:
-        _crystalnn_tools()  # load matminer once; forked workers inherit it
+        if describer != "none":
+            _crystalnn_tools()  # load matminer once; forked workers inherit it
         # fork: workers inherit the imports and need no `__main__` guard in user scripts
         with ProcessPoolExecutor(workers, mp_context=get_context("fork")) as pool:
             futures = {
@@ -225,6 +230,10 @@ def render_record(
     structure = augment_structure(
         record.structure, config.augment if augment else AugmentConfig(), rng
     )
+    if augment and symmetry_signature(structure, analysis.symprec) != analysis.signature():
+        # a cell rewriting can tip a borderline symmetry over the tolerance; the block must
+        # show what the trace states, so keep the analysed cell instead
+        structure = augment_structure(record.structure, AugmentConfig(), rng)
     block = encode_structure(
         structure, CodecConfig(config.coord_decimals, config.lattice_decimals)
     )

@@ -3,6 +3,7 @@
 Two back ends (SPEC §3): Robocrystallographer, as in the paper (1-4 s per structure), and a
 compact CrystalNN-based describer (~0.1 s per structure). Both report, per symmetry orbit, the
 coordination number that the trace-consistency check later compares with generated structures.
+``none`` leaves the coordination block out (an ablation, and a fast path for symmetry checks).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Literal
 
 from pymatgen.core import Structure
 
-Describer = Literal["crystalnn", "robocrys"]
+Describer = Literal["crystalnn", "robocrys", "none"]
 
 #: below this order-parameter value a site gets no geometry name, only "N-coordinate"
 MIN_GEOMETRY_LIKENESS = 0.5

@@ -60,6 +60,8 @@ def _symmetry_lines(analysis: StructureAnalysis, print_wyckoff: bool) -> list[st
 
 
 def _coordination_lines(analysis: StructureAnalysis, describer: str) -> list[str]:
+    if describer == "none":
+        return []
     if describer == "robocrys":
         return [f"Coordination: {analysis.robocrys_text}"]
     order = {el: i for i, el in enumerate(analysis.elements)}

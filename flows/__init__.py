@@ -1,0 +1,1 @@
+"""Prefect flows: thin orchestration over ``crystalreasoner`` stages (retries, UI, artifacts)."""
