@@ -114,7 +114,8 @@ def test_plausible_lines(header, lengths, angles, atoms, newline):
 
 @st.composite
 def mutated_blocks(draw) -> str:
-    """A valid block with 1-4 of: a line deleted, duplicated, swapped, or a field replaced."""
+    """A valid block after 1-4 edits: a line deleted, duplicated, swapped or inserted, or a
+    field replaced by a token; the tags stay, so every error must name a line."""
     lines = draw(st.sampled_from(VALID_BLOCKS)).splitlines()[1:-1]
     for _ in range(draw(st.integers(1, 4))):
         if not lines:
@@ -129,7 +130,7 @@ def mutated_blocks(draw) -> str:
         elif operation == "swap":
             lines[i], lines[j] = lines[j], lines[i]
         elif operation == "insert":
-            lines.insert(i, " ".join(draw(st.lists(TOKENS, max_size=6))))
+            lines.insert(i, draw(ANY_LINE))
         else:
             fields = lines[i].split() or [""]
             k = draw(st.integers(0, len(fields) - 1))
