@@ -41,7 +41,7 @@ def build_traces(dataset: str, config: dict, max_atoms: int | None, store: str |
     return doc.artifact_id
 
 
-@flow(name="traces", log_prints=True)
+@flow(name="traces")
 def traces_flow(
     dataset: str = "mp20-mini",
     config: dict | None = None,

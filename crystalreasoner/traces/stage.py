@@ -6,6 +6,8 @@ import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from datasets import disable_progress_bars
+
 from crystalreasoner.data import DatasetBundle, load_dataset
 from crystalreasoner.stores import ArtifactDoc, ArtifactKind, ArtifactRegistry
 from crystalreasoner.traces.builder import Progress, TraceConfig, build_trace_set
@@ -61,6 +63,7 @@ class TraceStage:
         fingerprint = trace_set.fingerprint()
         out = registry.spec.files_root / "traces" / fingerprint[:16]
         files = trace_set.write_jsonl(out)
+        disable_progress_bars()  # the stage reports its own progress
         trace_set.to_hf().save_to_disk(str(out / "hf"))
         return registry.register(
             ArtifactKind.TRACES,
