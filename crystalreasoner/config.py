@@ -36,6 +36,16 @@ def list_presets(folder: str) -> list[str]:
     return sorted(p.stem for p in preset_dir(folder).glob("*.yaml"))
 
 
+def _set_dotted(values: dict[str, Any], key: str, value: Any) -> None:
+    """``model.hidden_size=256`` sets a nested key, merging into what the file already gave."""
+    *parents, leaf = key.split(".")
+    for parent in parents:
+        values = values.setdefault(parent, {})
+        if not isinstance(values, dict):
+            raise ConfigError(f"cannot set {key!r}: {parent!r} is not a mapping")
+    values[leaf] = value
+
+
 def load_config(
     cls: type[C],
     preset_or_path: str | Path | None = None,
@@ -65,7 +75,8 @@ def load_config(
             raise ConfigError(f"cannot read config file {path}: {exc}") from exc
         if not isinstance(values, dict):
             raise ConfigError(f"config file {path} must hold a mapping, got {type(values).__name__}")
-    values.update(overrides or {})
+    for key, value in (overrides or {}).items():
+        _set_dotted(values, key, value)
     try:
         return cls(**values)
     except ValidationError as exc:

@@ -139,6 +139,36 @@ def _run_traces(config, dataset: str, max_atoms: int, store: str | None):
 
 
 @app.command()
+def sft(
+    preset: Annotated[str, typer.Option(help="SFT preset (tiny-quick, tiny-cpu, qwen2.5-3b-paper) or YAML file.")] = "tiny-quick",
+    set_: Annotated[list[str], typer.Option("--set", help="Override a key: --set model.pretrained=/models/qwen")] = [],  # noqa: B006
+    traces_id: Annotated[str | None, typer.Option("--traces", help="Use this trace-set artifact instead of building one.")] = None,
+    resume: Annotated[bool, typer.Option(help="Resume from the run's last checkpoint if there is one.")] = True,
+    store: StoreOption = None,
+) -> None:
+    """Supervised fine-tuning on thinking traces (TRL SFTTrainer); resumes interrupted runs."""
+    from rich.console import Console
+
+    from crystalreasoner.config import load_config
+    from crystalreasoner.errors import CrystalReasonerError
+    from crystalreasoner.traces.builder import TraceConfig
+    from crystalreasoner.training.sft import SFTConfig, SFTStage
+
+    console = Console()
+    try:
+        config = load_config(SFTConfig, preset, _parse_overrides(set_))
+        if traces_id is None:
+            trace_config = load_config(TraceConfig, config.traces_preset)
+            traces_id = _run_traces(trace_config, config.dataset, 20, store).artifact_id
+        with _registry(store) as registry:
+            doc = SFTStage(config).run(registry, traces_id, resume=resume)
+    except CrystalReasonerError as exc:
+        raise _fail(exc) from exc
+    console.print(f"[green]checkpoint[/] {doc.artifact_id} -> {doc.location}")
+    console.print(doc.summary)
+
+
+@app.command()
 def artifacts(
     kind: Annotated[str | None, typer.Option(help="Only this kind (dataset, traces, ...).")] = None,
     store: StoreOption = None,

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import random
+import re
 
-from pymatgen.core import Composition
+from pymatgen.core import Composition, Element
 
 from crystalreasoner.tasks import BULK_MODULUS, SHEAR_MODULUS, THERMAL_EXPANSION, THERMAL_MAX_ATOMS, Task
 
@@ -43,6 +44,33 @@ def formula_text(composition: Composition) -> str:
 def element_counts(composition: dict[str, int], elements: list[str]) -> str:
     """Explicit cell counts, e.g. 'Tm1 Mg1 Hg2': they tell a small model exactly what to write."""
     return " ".join(f"{el}{composition[el]}" for el in elements)
+
+
+_CELL_COUNTS = re.compile(r"The cell contains ((?:[A-Z][a-z]?\d+ ?)+)\.")
+_FORMULA_WORD = re.compile(r"\b(?:\(?[A-Z][a-z]?\d*\)?\d*){1,12}\b")
+
+
+def parse_cell_counts(prompt: str) -> dict[str, int] | None:
+    """The explicit counts a prompt states ('The cell contains Mg2 In4.'), if any."""
+    match = _CELL_COUNTS.search(prompt)
+    if not match:
+        return None
+    return {el: int(n) for el, n in re.findall(r"([A-Z][a-z]?)(\d+)", match.group(1))}
+
+
+def formula_from_prompt(prompt: str) -> str | None:
+    """The first word of a free-text request that is a chemical formula ('BaTiO3 in ...')."""
+    for word in _FORMULA_WORD.findall(prompt):
+        if word == "I":  # the pronoun, not iodine
+            continue
+        try:
+            composition = Composition(word)
+        except (ValueError, KeyError):
+            continue
+        symbols = [getattr(el, "symbol", "") for el in composition.elements]
+        if symbols and all(Element.is_valid_symbol(sym) and sym in word for sym in symbols):
+            return formula_text(composition)
+    return None
 
 
 def _join(phrases: list[str]) -> str:

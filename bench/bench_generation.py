@@ -1,0 +1,92 @@
+"""Generation throughput: our continuous-batching sampler vs Hugging Face ``generate``.
+
+Same model, same prompts, same sampling settings (T=1, top-k 50, top-p 0.7) and the same
+number of new tokens per sample (stops disabled, so every backend does identical work).
+Run: ``.venv/bin/python bench/bench_generation.py [--checkpoint DIR] [--samples 64] [--new 256]``.
+Without a checkpoint, a randomly initialised model of the ``tiny-cpu`` size is used (speed does
+not depend on the weights).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+from rich.console import Console
+from rich.table import Table
+from transformers import AutoModelForCausalLM, LlamaConfig
+
+from crystalreasoner.config import load_config
+from crystalreasoner.generation.sampler import ContinuousBatchSampler, Request, SamplingParams
+from crystalreasoner.training.models import load_checkpoint
+from crystalreasoner.training.sft import SFTConfig
+
+PROMPT = "Generate a crystal structure of MgIn2 with space group 12. The cell contains Mg2 In4."
+
+
+def _model(checkpoint: str | None):
+    if checkpoint:
+        model, tokenizer = load_checkpoint(checkpoint)
+        ids = tokenizer.apply_chat_template(
+            [{"role": "user", "content": PROMPT}], add_generation_prompt=True, tokenize=True
+        )["input_ids"]
+        return model, list(ids)
+    size = load_config(SFTConfig, "tiny-cpu").model
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=size.vocab_size, hidden_size=size.hidden_size, num_hidden_layers=size.num_layers,
+        num_attention_heads=size.num_heads, num_key_value_heads=size.num_heads,
+        intermediate_size=size.intermediate_size, max_position_embeddings=size.max_position_embeddings,
+        tie_word_embeddings=True, pad_token_id=0,
+    )
+    return AutoModelForCausalLM.from_config(config).eval(), list(range(10, 70))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--checkpoint")
+    parser.add_argument("--samples", type=int, default=64)
+    parser.add_argument("--new", type=int, default=256, help="new tokens per sample")
+    parser.add_argument("--hf-samples", type=int, default=8, help="samples for HF one at a time")
+    args = parser.parse_args()
+    model, prompt = _model(args.checkpoint)
+    params = SamplingParams(max_new_tokens=args.new)
+    hf_kwargs = dict(
+        do_sample=True, temperature=1.0, top_k=50, top_p=0.7,
+        max_new_tokens=args.new, min_new_tokens=args.new, pad_token_id=0,
+    )
+    rows = []
+
+    def record(name: str, samples: int, seconds: float) -> None:
+        rows.append((name, samples, seconds, samples * args.new / seconds, samples / seconds))
+
+    with torch.inference_mode():
+        start = time.perf_counter()
+        for _ in range(args.hf_samples):
+            model.generate(torch.tensor([prompt]), **hf_kwargs)
+        record("HF, 1 at a time", args.hf_samples, time.perf_counter() - start)
+        for batch in (16, 64):
+            n = max(args.samples // batch, 1) * batch
+            start = time.perf_counter()
+            for _ in range(n // batch):
+                model.generate(torch.tensor([prompt] * batch), **hf_kwargs)
+            record(f"HF, batch {batch}", n, time.perf_counter() - start)
+    for slots in (16, 64, 128):
+        sampler = ContinuousBatchSampler(model, stop_ids=set(), slots=slots)
+        requests = [Request(str(i), prompt) for i in range(args.samples)]
+        start = time.perf_counter()
+        list(sampler.generate(requests, params))
+        record(f"ours, {slots} slots", args.samples, time.perf_counter() - start)
+
+    base = rows[0][4]
+    table = Table(title=f"generation, {args.new} new tokens per sample, {torch.get_num_threads()} threads")
+    for column in ("backend", "samples", "seconds", "tokens/s", "samples/s", "vs HF 1-at-a-time"):
+        table.add_column(column, justify="left" if column == "backend" else "right")
+    for name, samples, seconds, tps, sps in rows:
+        table.add_row(name, str(samples), f"{seconds:.1f}", f"{tps:.0f}", f"{sps:.2f}", f"{sps / base:.1f}x")
+    Console().print(table)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Sampling structures from a trained model: a continuous-batching sampler and constraints."""

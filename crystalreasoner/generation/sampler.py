@@ -1,0 +1,209 @@
+"""A continuous-batching sampler over a per-slot KV cache, for Llama/Qwen2-style models.
+
+Hugging Face ``generate`` on a CPU is bound by per-step Python overhead, and a padded batch
+waits for its longest member. Here a fixed number of slots decode together; a finished sequence
+leaves its slot at once and the next prompt is prefilled into it, so the batch stays full.
+Prefill uses the model's own forward; decoding reuses its modules (projections, norms, MLP,
+rotary embedding) with attention over each slot's own cache and position.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from transformers import PreTrainedModel
+from transformers.models.llama.modeling_llama import apply_rotary_pos_emb
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    """Paper settings by default (SPEC §6): T = 1.0, top-k 50, top-p 0.7."""
+
+    temperature: float = 1.0
+    top_k: int = 50
+    top_p: float = 0.7
+    max_new_tokens: int = 1536
+    seed: int = 0
+
+
+@dataclass
+class Request:
+    """One sequence to generate: a tokenised prompt and an id the caller chooses."""
+
+    request_id: str
+    prompt_ids: list[int]
+
+
+@dataclass
+class Completion:
+    """A finished sequence; ``finish_reason`` is 'stop' (a stop token) or 'length' (the cap)."""
+
+    request_id: str
+    token_ids: list[int]
+    finish_reason: str
+
+
+@dataclass
+class _Slot:
+    request: Request
+    generated: list[int] = field(default_factory=list)
+
+
+#: ``(slot_request_ids, generated_ids_per_slot) -> bool mask [slots, vocab]`` of allowed tokens
+TokenMask = Callable[[list[Request], list[list[int]]], torch.Tensor | None]
+
+
+def sample_tokens(
+    logits: torch.Tensor,
+    params: SamplingParams,
+    generator: torch.Generator,
+    allowed: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Constraint mask, temperature, top-k, then top-p (nucleus) over the k best, as HF orders them.
+
+    Sorting only the top k (not the whole vocabulary) keeps this cheap at every step.
+    """
+    if allowed is not None:
+        logits = logits.masked_fill(~allowed, float("-inf"))
+    logits = logits / max(params.temperature, 1e-5)
+    k = params.top_k if 0 < params.top_k < logits.shape[-1] else logits.shape[-1]
+    values, indices = torch.topk(logits, k, dim=-1)  # sorted, best first
+    probs = values.softmax(-1)
+    if params.top_p < 1.0:
+        beyond = probs.cumsum(-1) - probs > params.top_p  # keep up to the first token past p
+        probs = probs.masked_fill(beyond, 0.0)
+    choice = torch.multinomial(probs, 1, generator=generator)
+    return indices.gather(-1, choice)[:, 0]
+
+
+class ContinuousBatchSampler:
+    """Sample many sequences from ``model`` with ``slots`` sequences decoding at a time."""
+
+    def __init__(self, model: PreTrainedModel, stop_ids: set[int], slots: int = 128):
+        config = model.config
+        if config.model_type not in ("llama", "qwen2"):
+            raise ValueError(
+                f"the continuous-batching sampler supports llama and qwen2 models, not "
+                f"{config.model_type!r}; use backend='hf' (or vllm on a GPU)"
+            )
+        self.model = model.eval()
+        self.stop_ids = stop_ids
+        self.slots = slots
+        self.layers = model.model.layers
+        attention = self.layers[0].self_attn
+        self.head_dim = attention.head_dim
+        self.n_heads = config.num_attention_heads
+        self.n_kv = config.num_key_value_heads
+        self.device = next(model.parameters()).device
+        self.dtype = next(model.parameters()).dtype
+        # one matmul for q, k, v and one for gate, up: fewer calls per step (CPU overhead-bound)
+        self.qkv = [self._fuse(l.self_attn.q_proj, l.self_attn.k_proj, l.self_attn.v_proj) for l in self.layers]
+        self.gate_up = [self._fuse(l.mlp.gate_proj, l.mlp.up_proj) for l in self.layers]
+
+    @staticmethod
+    def _fuse(*linears: torch.nn.Linear) -> tuple[torch.Tensor, torch.Tensor | None]:
+        weight = torch.cat([lin.weight.detach() for lin in linears])
+        biases = [lin.bias for lin in linears]
+        bias = None if biases[0] is None else torch.cat([b.detach() for b in biases])
+        return weight, bias
+
+    def _alloc(self, slots: int, length: int) -> tuple[torch.Tensor, torch.Tensor]:
+        shape = (len(self.layers), slots, self.n_kv, length, self.head_dim)
+        return (
+            torch.zeros(shape, dtype=self.dtype, device=self.device),
+            torch.zeros(shape, dtype=self.dtype, device=self.device),
+        )
+
+    @torch.inference_mode()
+    def _prefill(self, prompt: list[int], keys, values, slot: int) -> torch.Tensor:
+        ids = torch.tensor([prompt], device=self.device)
+        out = self.model(input_ids=ids, use_cache=True)
+        for i, layer in enumerate(out.past_key_values.layers):
+            keys[i, slot, :, : len(prompt)] = layer.keys[0]
+            values[i, slot, :, : len(prompt)] = layer.values[0]
+        return out.logits[0, -1]
+
+    @torch.inference_mode()
+    def _decode(self, tokens, positions, keys, values) -> torch.Tensor:
+        """One token for every slot: logits [slots, vocab]; inactive slots are computed and ignored."""
+        n = tokens.shape[0]
+        span = int(positions.max()) + 1
+        hidden = self.model.model.embed_tokens(tokens[:, None])
+        cos, sin = self.model.model.rotary_emb(hidden, positions[:, None])
+        mask = (torch.arange(span, device=self.device)[None, :] <= positions[:, None])[:, None, None, :]
+        rows = torch.arange(n, device=self.device)
+        q_size, kv_size = self.n_heads * self.head_dim, self.n_kv * self.head_dim
+        for i, layer in enumerate(self.layers):
+            attn = layer.self_attn
+            qkv = F.linear(layer.input_layernorm(hidden), *self.qkv[i])
+            q, k, v = qkv.split((q_size, kv_size, kv_size), dim=-1)
+            q = q.view(n, 1, self.n_heads, self.head_dim).transpose(1, 2)
+            k = k.view(n, 1, self.n_kv, self.head_dim).transpose(1, 2)
+            v = v.view(n, 1, self.n_kv, self.head_dim).transpose(1, 2)
+            q, k = apply_rotary_pos_emb(q, k, cos, sin)
+            keys[i, rows, :, positions] = k[:, :, 0]
+            values[i, rows, :, positions] = v[:, :, 0]
+            out = F.scaled_dot_product_attention(
+                q, keys[i, :, :, :span], values[i, :, :, :span], attn_mask=mask,
+                scale=attn.scaling, enable_gqa=self.n_kv != self.n_heads,
+            )
+            hidden = hidden + attn.o_proj(out.transpose(1, 2).reshape(n, 1, -1))
+            gate, up = F.linear(layer.post_attention_layernorm(hidden), *self.gate_up[i]).chunk(2, dim=-1)
+            hidden = hidden + layer.mlp.down_proj(layer.mlp.act_fn(gate) * up)
+        return self.model.lm_head(self.model.model.norm(hidden))[:, 0].float()
+
+    def generate(
+        self,
+        requests: list[Request],
+        params: SamplingParams = SamplingParams(),
+        token_mask: TokenMask | None = None,
+    ) -> Iterator[Completion]:
+        """Yield completions as they finish (not in request order)."""
+        generator = torch.Generator(device=self.device).manual_seed(params.seed)
+        pending = deque(requests)
+        longest_prompt = max((len(r.prompt_ids) for r in requests), default=0)
+        n_slots = max(min(self.slots, len(requests)), 1)  # no idle slots for small batches
+        keys, values = self._alloc(n_slots, longest_prompt + params.max_new_tokens + 1)
+        slots: list[_Slot | None] = [None] * n_slots
+        tokens = torch.zeros(n_slots, dtype=torch.long, device=self.device)
+        positions = torch.zeros(n_slots, dtype=torch.long, device=self.device)
+        logits = torch.zeros(n_slots, self.model.config.vocab_size, device=self.device)
+
+        def fill(index: int) -> None:
+            slots[index] = None
+            if pending:
+                request = pending.popleft()
+                slots[index] = _Slot(request)
+                logits[index] = self._prefill(request.prompt_ids, keys, values, index).float()
+                positions[index] = len(request.prompt_ids)
+
+        for index in range(n_slots):
+            fill(index)
+        while any(slots):
+            live = [i for i, s in enumerate(slots) if s is not None]
+            allowed = None
+            if token_mask is not None:
+                allowed = token_mask([slots[i].request for i in live], [slots[i].generated for i in live])
+            picked = sample_tokens(logits[live], params, generator, allowed).tolist()
+            for row, index in enumerate(live):
+                slot = slots[index]
+                token = picked[row]
+                slot.generated.append(token)
+                tokens[index] = token
+                if token in self.stop_ids or len(slot.generated) >= params.max_new_tokens:
+                    reason = "stop" if token in self.stop_ids else "length"
+                    yield Completion(slot.request.request_id, slot.generated, reason)
+                    fill(index)
+                    tokens[index] = 0
+            if not any(slots):
+                break
+            step_logits = self._decode(tokens, positions, keys, values)
+            for index, slot in enumerate(slots):
+                # slots just refilled keep their prefill logits; the others advance one token
+                if slot is not None and slot.generated:
+                    logits[index] = step_logits[index]
+                    positions[index] += 1

@@ -1,0 +1,1 @@
+"""Training: tokenizers, models (tiny from-scratch or any Hugging Face causal LM), SFT, GRPO."""
