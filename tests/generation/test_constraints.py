@@ -1,0 +1,81 @@
+"""Composition-constrained decoding: only requested elements, closing only on whole units."""
+
+import random
+
+import torch
+from pymatgen.core import Composition
+
+from crystalreasoner.data import decode_structure
+from crystalreasoner.generation.constraints import CompositionConstraint
+from crystalreasoner.generation.sampler import ContinuousBatchSampler, Request, SamplingParams
+
+HEADER = "<think>\nfree text\n</think>\n<CIF>\nP1\n4 4 4\n90 90 90\n"
+
+
+def _allowed_texts(constraint, mask):
+    return {constraint.texts[i] for i in torch.nonzero(mask).flatten().tolist()}
+
+
+def test_masks_follow_the_block(tokenizer):
+    constraint = CompositionConstraint(tokenizer, max_atoms=20)
+    reduced, z = constraint.target("MgIn2")
+    assert reduced == {"Mg": 1, "In": 2} and z is None
+    assert constraint.allowed("<think>\nanything", reduced, z).all()  # before the block: free
+    start = _allowed_texts(constraint, constraint.allowed(HEADER, reduced, z))
+    assert start and all(("Mg " + "x").startswith(t) or ("In " + "x").startswith(t) or t.startswith(("Mg", "In")) for t in start)
+    assert "</CIF>" not in start and "Na" not in start
+    one_unit = HEADER + "Mg 1 0 0 0\nIn 1 0.5 0.5 0.5\nIn 1 0.2 0.2 0.2\n"
+    assert "</CIF>" in _allowed_texts(constraint, constraint.allowed(one_unit, reduced, z))
+    midline = one_unit + "Mg 1 0.1"
+    assert "</CIF>" not in _allowed_texts(constraint, constraint.allowed(midline, reduced, z))
+
+
+def test_stated_cell_counts_fix_z(tokenizer):
+    constraint = CompositionConstraint(tokenizer, max_atoms=20)
+    reduced, z = constraint.target("MgIn2", {"Mg": 2, "In": 4})
+    assert z == 2
+    one_unit = HEADER + "Mg 1 0 0 0\nIn 1 0.5 0.5 0.5\nIn 1 0.2 0.2 0.2\n"
+    assert "</CIF>" not in _allowed_texts(constraint, constraint.allowed(one_unit, reduced, z))
+    full = one_unit + "Mg 1 0 0 0.5\nIn 1 0.1 0.1 0.1\nIn 1 0.3 0.3 0.3\n"
+    allowed = _allowed_texts(constraint, constraint.allowed(full, reduced, z))
+    assert allowed == {"</CIF>"}  # every element is at its count: only the end remains
+
+
+def test_random_walks_through_the_mask_always_give_the_composition(tokenizer):
+    """A random policy restricted by the mask (numbers written by a script) ends on Z units."""
+    constraint = CompositionConstraint(tokenizer, max_atoms=12)
+    rng = random.Random(0)
+    for formula in ("MgIn2", "SrTiO3", "NaCl", "Si"):
+        reduced, z = constraint.target(formula)
+        text = HEADER
+        for _ in range(40):
+            choices = sorted(_allowed_texts(constraint, constraint.allowed(text, reduced, z)))
+            token = rng.choice(choices)
+            if token == "</CIF>":
+                text += token
+                break
+            text += token
+            if " " in text.rsplit("\n", 1)[-1]:  # element chosen: finish the line by script
+                text = text.rsplit("\n", 1)[0] + "\n" + text.rsplit("\n", 1)[-1].split(" ")[0] + " 1 0.1 0.2 0.3\n"
+        structure = decode_structure(text)
+        assert structure.composition.reduced_formula == Composition(formula).reduced_formula
+
+
+def test_constrained_sampling_from_a_model_respects_the_block(tokenizer, tiny_model):
+    """With the real sampler: a forced prefix opens the block; every atom line uses allowed elements."""
+    constraint = CompositionConstraint(tokenizer, max_atoms=12)
+    prompt = tokenizer(HEADER, add_special_tokens=False)["input_ids"]
+    reduced, z = constraint.target("MgIn2")
+    targets = {str(i): (reduced, z) for i in range(8)}
+    sampler = ContinuousBatchSampler(tiny_model, stop_ids={constraint.end_id}, slots=8)
+    mask = constraint.token_mask(targets)
+
+    def prefixed(requests, generated):  # the prompt is part of the block text
+        return mask(requests, [prompt + g for g in generated])
+
+    for completion in sampler.generate([Request(str(i), prompt) for i in range(8)],
+                                       SamplingParams(max_new_tokens=60, seed=3), prefixed):
+        text = tokenizer.decode(completion.token_ids, skip_special_tokens=False)
+        for line in text.split("\n"):
+            if line and not line.startswith("</CIF>"):
+                assert line.split(" ")[0] in {"Mg", "In"} or line.startswith(("Mg", "In"))
