@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -166,6 +167,115 @@ def sft(
         raise _fail(exc) from exc
     console.print(f"[green]checkpoint[/] {doc.artifact_id} -> {doc.location}")
     console.print(doc.summary)
+
+
+def _checkpoint_id(registry, checkpoint: str | None) -> str:
+    """An artifact id, a checkpoint folder on disk (registered on first use), or the latest."""
+    from crystalreasoner.errors import ArtifactNotFoundError
+    from crystalreasoner.stores import ArtifactKind
+
+    if checkpoint is None:
+        doc = registry.latest(ArtifactKind.CHECKPOINT)
+        if doc is None:
+            raise ArtifactNotFoundError("no checkpoint in the store: run `crysreas sft` or pass --checkpoint DIR")
+        return doc.artifact_id
+    path = Path(checkpoint)
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir() if p.is_file())
+        return registry.register(
+            ArtifactKind.CHECKPOINT, name=f"checkpoint {path.name}", config={"path": str(path.resolve())},
+            files=files, location=path.resolve(),
+        ).artifact_id
+    return registry.get(checkpoint).artifact_id
+
+
+@app.command()
+def generate(
+    prompt: Annotated[str | None, typer.Argument(help='A request, e.g. "BaTiO3 in space group 221, stable".')] = None,
+    n: Annotated[int, typer.Option("-n", "--n", help="Samples per prompt.")] = 16,
+    checkpoint: Annotated[str | None, typer.Option(help="Checkpoint artifact id or folder (default: latest).")] = None,
+    split: Annotated[str | None, typer.Option(help="Instead of PROMPT: the held-out prompts of this split (val, test).")] = None,
+    max_prompts: Annotated[int | None, typer.Option(help="Use only the first N prompts of --split.")] = None,
+    constrained: Annotated[bool, typer.Option(help="Composition-constrained decoding.")] = False,
+    backend: Annotated[str, typer.Option(help="continuous (default), hf, or vllm (GPU).")] = "continuous",
+    seed: Annotated[int, typer.Option(help="Sampling seed.")] = 0,
+    out: Annotated[Path | None, typer.Option(help="Write the parsed structures here as CIF files.")] = None,
+    store: StoreOption = None,
+) -> None:
+    """Sample structures (T=1, top-k 50, top-p 0.7); every sample is kept in a generation artifact."""
+    from pymatgen.core import Structure
+    from rich.console import Console
+    from rich.table import Table
+
+    from crystalreasoner.errors import ConfigError, CrystalReasonerError
+    from crystalreasoner.generation.stage import (
+        GenerateConfig,
+        GenerateStage,
+        PromptSpec,
+        load_samples,
+        prompts_from_traces,
+    )
+
+    console = Console()
+    try:
+        with _registry(store) as registry:
+            checkpoint_id = _checkpoint_id(registry, checkpoint)
+            if split:
+                traces = [d for d in registry.lineage(checkpoint_id) if d.kind == "traces"]
+                if not traces:
+                    raise ConfigError(f"checkpoint {checkpoint_id} has no trace set in its lineage; pass a PROMPT")
+                prompts = prompts_from_traces(traces[0].location, split)[:max_prompts]
+            elif prompt:
+                prompts = [PromptSpec(prompt)]
+            else:
+                raise ConfigError("give a PROMPT or --split")
+            config = GenerateConfig(n_samples=n, constrained=constrained, backend=backend, seed=seed)
+            doc = GenerateStage(config).run(registry, checkpoint_id, prompts)
+    except CrystalReasonerError as exc:
+        raise _fail(exc) from exc
+    samples = load_samples(Path(doc.location) / "samples.jsonl")
+    table = Table("#", "formula", "space group", "atoms", "volume (Å^3)", "status")
+    for sample in samples[:50]:
+        if sample.structure is None:
+            table.add_row(f"{sample.prompt_index}.{sample.sample_index}", "-", "-", "-", "-", sample.parse_error[:60])
+            continue
+        structure = Structure.from_dict(sample.structure)
+        try:
+            symbol, number = structure.get_space_group_info(symprec=0.1)
+            space_group = f"{symbol} ({number})"
+        except Exception:  # spglib fails on degenerate cells: show, don't crash
+            space_group = "?"
+        table.add_row(f"{sample.prompt_index}.{sample.sample_index}", structure.composition.reduced_formula,
+                      space_group, str(len(structure)), f"{structure.volume:.1f}", "parsed")
+        if out:
+            out.mkdir(parents=True, exist_ok=True)
+            structure.to(filename=str(out / f"sample-{sample.prompt_index}-{sample.sample_index}.cif"))
+    console.print(table)
+    console.print(f"[green]generation[/] {doc.artifact_id}: {doc.summary}")
+
+
+@app.command()
+def evaluate(
+    generation_id: Annotated[str, typer.Argument(help="A generation artifact id.")],
+    store: StoreOption = None,
+) -> None:
+    """The metrics table of a generation batch (per-prompt means, then over prompts, with SE)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from crystalreasoner.errors import CrystalReasonerError
+    from crystalreasoner.evaluation.stage import evaluate_generation
+
+    try:
+        with _registry(store) as registry:
+            doc = evaluate_generation(registry, generation_id)
+    except CrystalReasonerError as exc:
+        raise _fail(exc) from exc
+    view = Table("metric", "mean %", "± SE")
+    for name, row in doc.summary.items():
+        view.add_row(name, f"{row['mean']:.1f}", f"{row['stderr']:.1f}")
+    Console().print(view)
+    Console().print(f"[green]evaluation[/] {doc.artifact_id} -> {doc.location}")
 
 
 @app.command()

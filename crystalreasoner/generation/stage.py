@@ -219,6 +219,22 @@ class GenerateStage:
         )
 
 
+def prompts_from_traces(traces_location: str | Path, split: str, task: str = "conditional") -> list[PromptSpec]:
+    """The held-out prompts of a trace set (first variant of each material), with their targets."""
+    records = [json.loads(line) for line in (Path(traces_location) / f"{split}.jsonl").read_text().splitlines()]
+    return [
+        PromptSpec(
+            prompt=r["prompt"][0]["content"],
+            formula=r["formula"],
+            material_id=r["material_id"],
+            task=r["task"],
+            targets=r["properties"],
+        )
+        for r in records
+        if r["task"] == task and r["variant"] == 0
+    ]
+
+
 def load_samples(path: str | Path) -> list[GeneratedSample]:
     """Read a generation batch's ``samples.jsonl`` back."""
     return [GeneratedSample(**json.loads(line)) for line in Path(path).read_text().splitlines()]

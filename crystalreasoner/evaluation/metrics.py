@@ -1,0 +1,52 @@
+"""Per-sample metrics of a generation batch and their per-prompt aggregation (SPEC §6).
+
+Every metric is a 0/1 per sample (a sample that does not parse scores 0), averaged per prompt,
+then over prompts, with the standard error over prompts.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Iterable
+
+from pymatgen.core import Structure
+
+from crystalreasoner.evaluation.checks import (
+    composition_matches,
+    is_smact_valid,
+    is_structurally_valid,
+)
+from crystalreasoner.generation.stage import GeneratedSample
+
+CHEAP_METRICS = ("parsed", "structurally_valid", "smact_valid", "composition_match")
+
+
+def cheap_metrics(sample: GeneratedSample) -> dict[str, int]:
+    """The checks that need no MLIP: parse, structural validity, SMACT, composition."""
+    if sample.structure is None:
+        return dict.fromkeys(CHEAP_METRICS, 0)
+    structure = Structure.from_dict(sample.structure)
+    return {
+        "parsed": 1,
+        "structurally_valid": int(is_structurally_valid(structure)),
+        "smact_valid": int(is_smact_valid(structure.composition)),
+        "composition_match": int(
+            sample.formula is not None and composition_matches(structure, sample.formula)
+        ),
+    }
+
+
+def aggregate(per_sample: Iterable[tuple[int, dict[str, int]]]) -> dict[str, dict[str, float]]:
+    """``(prompt_index, metrics)`` pairs -> {metric: {mean, stderr}} in percent, per-prompt first."""
+    by_prompt: dict[int, list[dict[str, int]]] = defaultdict(list)
+    for prompt_index, metrics in per_sample:
+        by_prompt[prompt_index].append(metrics)
+    names = sorted({name for rows in by_prompt.values() for row in rows for name in row})
+    table = {}
+    for name in names:
+        means = [sum(r[name] for r in rows) / len(rows) for rows in by_prompt.values()]
+        mean = sum(means) / len(means)
+        var = sum((m - mean) ** 2 for m in means) / max(len(means) - 1, 1)
+        table[name] = {"mean": 100 * mean, "stderr": 100 * math.sqrt(var / len(means))}
+    return table
