@@ -11,12 +11,16 @@ from crystalreasoner.stores import open_registry
 
 
 @task(retries=1, retry_delay_seconds=10)
-def sample(checkpoint_id: str, split: str, max_prompts: int | None, config: dict, store: str | None) -> str:
+def sample(
+    checkpoint_id: str, traces_id: str | None, split: str, max_prompts: int | None, config: dict, store: str | None
+) -> str:
+    """Held-out prompts of ``traces_id`` (default: the trace set the checkpoint was trained on)."""
     with open_registry(store) as registry:
-        traces = next(d for d in registry.lineage(checkpoint_id) if d.kind == "traces")
-        prompts = prompts_from_traces(traces.location, split)[:max_prompts]
+        if traces_id is None:
+            traces_id = next(d.artifact_id for d in registry.lineage(checkpoint_id) if d.kind == "traces")
+        prompts = prompts_from_traces(registry.get(traces_id).location, split)[:max_prompts]
         return GenerateStage(GenerateConfig(**config)).run(
-            registry, checkpoint_id, prompts, name=f"{split} prompts"
+            registry, checkpoint_id, prompts, name=f"{split} prompts", parents=[traces_id]
         ).artifact_id
 
 
@@ -35,11 +39,12 @@ def score(generation_id: str, store: str | None) -> dict:
 @flow(name="generate")
 def generate_flow(
     checkpoint_id: str,
+    traces_id: str | None = None,
     split: str = "val",
     max_prompts: int | None = None,
     config: dict | None = None,
     store: str | None = None,
 ) -> dict:
     """Sample ``config.n_samples`` per held-out prompt, keep every sample, score them."""
-    generation_id = sample(checkpoint_id, split, max_prompts, config or {}, store)
+    generation_id = sample(checkpoint_id, traces_id, split, max_prompts, config or {}, store)
     return score(generation_id, store)

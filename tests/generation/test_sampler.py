@@ -63,3 +63,21 @@ def test_top_k_top_p_and_mask_limit_the_choices():
     allowed = torch.tensor([[False, False, True, True, False]] * 200)
     masked = sample_tokens(logits, SamplingParams(top_k=50, top_p=1.0), generator, allowed)
     assert set(masked.tolist()) <= {2, 3}
+
+
+def test_qwen2_models_with_projection_biases_match_hf(tokenizer):
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    torch.manual_seed(1)
+    model = Qwen2ForCausalLM(Qwen2Config(
+        vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=2, intermediate_size=64, max_position_embeddings=512,
+    )).eval()
+    prompts = _prompts(tokenizer)
+    sampler = ContinuousBatchSampler(model, stop_ids=set(), slots=3)
+    ours = {c.request_id: c.token_ids for c in sampler.generate(
+        [Request(str(i), p) for i, p in enumerate(prompts)], GREEDY)}
+    for i, prompt in enumerate(prompts):
+        hf = model.generate(torch.tensor([prompt]), do_sample=False, max_new_tokens=24,
+                            min_new_tokens=24, pad_token_id=0)[0, len(prompt):].tolist()
+        assert ours[str(i)] == hf

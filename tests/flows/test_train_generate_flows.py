@@ -1,0 +1,32 @@
+"""SFT then generation as Prefect flows on a temporary server, sharing the embedded store."""
+
+import pytest
+from prefect.testing.utilities import prefect_test_harness
+
+from crystalreasoner.stores import open_registry
+from flows.generate import generate_flow
+from flows.sft import sft_flow
+
+
+@pytest.fixture(scope="module")
+def prefect_server():
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+
+
+@pytest.mark.integration
+def test_sft_flow_then_generate_flow(prefect_server, tiny_cdvae_dir, crysreas_home, monkeypatch):
+    overrides = {
+        "dataset": str(tiny_cdvae_dir),
+        "traces_preset": "no-thinking",
+        "model": {"hidden_size": 32, "num_layers": 2, "num_heads": 2, "intermediate_size": 64, "vocab_size": 300},
+        "max_length": 384,
+        "eval_samples": 2,
+        "trl_args": {"max_steps": 2, "per_device_train_batch_size": 4, "logging_steps": 1},
+    }
+    checkpoint_id = sft_flow("tiny-quick", overrides, "default")
+    table = generate_flow(checkpoint_id, split="val", config={"n_samples": 2, "max_new_tokens": 16}, store="default")
+    assert set(table) == {"parsed", "structurally_valid", "smact_valid", "composition_match"}
+    with open_registry("default") as registry:
+        kinds = {d.kind for d in registry.lineage(registry.latest("evaluation").artifact_id)}
+    assert kinds == {"generation", "checkpoint", "tokenizer", "traces", "dataset"}
