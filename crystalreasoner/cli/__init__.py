@@ -319,20 +319,39 @@ def lineage(
 
 @app.command()
 def demo(
+    prompts: Annotated[int, typer.Option(help="Validation prompts to sample.")] = 24,
+    n: Annotated[int, typer.Option("-n", "--n", help="Samples per prompt.")] = 4,
     store: StoreOption = None,
 ) -> None:
-    """The main job: the quick campaign on the bundled data (at this stage: the trace set)."""
+    """The main job: the quick campaign on the bundled data, as Prefect flows.
+
+    Builds the trace set the shipped ``tiny-cpu`` model was trained on, samples that model on
+    held-out validation prompts and scores the samples.
+    """
+    from rich.console import Console
+    from rich.table import Table
+
+    from crystalreasoner.checkpoints import shipped_checkpoint
     from crystalreasoner.config import load_config
     from crystalreasoner.traces.builder import TraceConfig
+    from crystalreasoner.training.sft import SFTConfig
+    from flows.generate import generate_flow
     from flows.traces import traces_flow
 
-    config = load_config(TraceConfig, "default")
-    artifact_id = traces_flow("mp20-mini", config.model_dump(mode="json"), 20, store)
+    console = Console()
+    shipped = shipped_checkpoint("tiny-cpu")
+    sft = load_config(SFTConfig, "tiny-cpu")
+    trace_config = load_config(TraceConfig, sft.traces_preset).model_dump(mode="json")
+    traces_id = traces_flow(sft.dataset, trace_config, 20, store)
     with _registry(store) as registry:
-        doc = registry.get(artifact_id)
-        chain = registry.lineage(artifact_id)
-    typer.echo(f"trace set {artifact_id}: {doc.summary}")
-    typer.echo(f"files in {doc.location}; lineage: " + " <- ".join(d.kind for d in [doc, *chain]))
+        checkpoint_id = _checkpoint_id(registry, str(shipped))
+        lineage = registry.lineage(traces_id)
+    table = generate_flow(checkpoint_id, traces_id, "val", prompts, {"n_samples": n}, store)
+    view = Table("metric", "mean %", "± SE", title=f"shipped tiny-cpu, {prompts} val prompts x {n} samples")
+    for name, row in table.items():
+        view.add_row(name, f"{row['mean']:.1f}", f"{row['stderr']:.1f}")
+    console.print(view)
+    console.print(f"trace set {traces_id} <- " + ", ".join(f"{d.kind} {d.artifact_id}" for d in lineage))
 
 
 def main() -> None:

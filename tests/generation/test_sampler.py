@@ -17,16 +17,19 @@ def _prompts(tokenizer):
     return [tokenizer(t)["input_ids"] for t in texts]
 
 
-def test_greedy_matches_hf_generate_with_more_requests_than_slots(tokenizer, tiny_model):
-    """GQA model, 5 requests on 2 slots: every sequence equals HF's greedy output."""
-    prompts = _prompts(tokenizer) + [tokenizer("Al2O3")["input_ids"]]
-    sampler = ContinuousBatchSampler(tiny_model, stop_ids=set(), slots=2)
+def _assert_greedy_matches_hf(model, prompts, slots):
+    sampler = ContinuousBatchSampler(model, stop_ids=set(), slots=slots)
     ours = {c.request_id: c.token_ids for c in sampler.generate(
         [Request(str(i), p) for i, p in enumerate(prompts)], GREEDY)}
     for i, prompt in enumerate(prompts):
-        hf = tiny_model.generate(torch.tensor([prompt]), do_sample=False, max_new_tokens=24,
-                                 min_new_tokens=24, pad_token_id=0)[0, len(prompt):].tolist()
+        hf = model.generate(torch.tensor([prompt]), do_sample=False, max_new_tokens=24,
+                            min_new_tokens=24, pad_token_id=0)[0, len(prompt):].tolist()
         assert ours[str(i)] == hf
+
+
+def test_greedy_matches_hf_generate_with_more_requests_than_slots(tokenizer, tiny_model):
+    """GQA model, 5 requests on 2 slots: every sequence equals HF's greedy output."""
+    _assert_greedy_matches_hf(tiny_model, _prompts(tokenizer) + [tokenizer("Al2O3")["input_ids"]], slots=2)
 
 
 def test_stop_tokens_and_length_cap(tokenizer, tiny_model):
@@ -73,11 +76,4 @@ def test_qwen2_models_with_projection_biases_match_hf(tokenizer):
         vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
         num_key_value_heads=2, intermediate_size=64, max_position_embeddings=512,
     )).eval()
-    prompts = _prompts(tokenizer)
-    sampler = ContinuousBatchSampler(model, stop_ids=set(), slots=3)
-    ours = {c.request_id: c.token_ids for c in sampler.generate(
-        [Request(str(i), p) for i, p in enumerate(prompts)], GREEDY)}
-    for i, prompt in enumerate(prompts):
-        hf = model.generate(torch.tensor([prompt]), do_sample=False, max_new_tokens=24,
-                            min_new_tokens=24, pad_token_id=0)[0, len(prompt):].tolist()
-        assert ours[str(i)] == hf
+    _assert_greedy_matches_hf(model, _prompts(tokenizer), slots=3)
