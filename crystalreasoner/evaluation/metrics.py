@@ -10,7 +10,7 @@ import math
 from collections import defaultdict
 from collections.abc import Iterable
 
-from pymatgen.core import Structure
+from pymatgen.core import Composition, Structure
 
 from crystalreasoner.evaluation.checks import (
     composition_matches,
@@ -18,16 +18,32 @@ from crystalreasoner.evaluation.checks import (
     is_structurally_valid,
 )
 from crystalreasoner.generation.stage import GeneratedSample
+from crystalreasoner.traces.render import THINK_START, parse_trace_claims
 
 CHEAP_METRICS = ("parsed", "structurally_valid", "smact_valid", "composition_match")
 
 
+def trace_states_the_formula(sample: GeneratedSample) -> int:
+    """1 when the trace's 'Cell composition' reduces to the requested formula (conditioning)."""
+    claims = parse_trace_claims(sample.text)
+    if not claims.composition or sample.formula is None:
+        return 0
+    try:
+        return int(Composition(claims.composition).reduced_composition.almost_equals(
+            Composition(sample.formula).reduced_composition))
+    except ValueError:
+        return 0
+
+
 def cheap_metrics(sample: GeneratedSample) -> dict[str, int]:
-    """The checks that need no MLIP: parse, structural validity, SMACT, composition."""
+    """The checks that need no MLIP: parse, structural validity, SMACT, composition, and
+    (for thinking models) whether the trace restates the requested formula."""
+    trace = {"trace_formula_match": trace_states_the_formula(sample)} if THINK_START in sample.text else {}
     if sample.structure is None:
-        return dict.fromkeys(CHEAP_METRICS, 0)
+        return {**dict.fromkeys(CHEAP_METRICS, 0), **trace}
     structure = Structure.from_dict(sample.structure)
     return {
+        **trace,
         "parsed": 1,
         "structurally_valid": int(is_structurally_valid(structure)),
         "smact_valid": int(is_smact_valid(structure.composition)),
@@ -45,7 +61,7 @@ def aggregate(per_sample: Iterable[tuple[int, dict[str, int]]]) -> dict[str, dic
     names = sorted({name for rows in by_prompt.values() for row in rows for name in row})
     table = {}
     for name in names:
-        means = [sum(r[name] for r in rows) / len(rows) for rows in by_prompt.values()]
+        means = [sum(r.get(name, 0) for r in rows) / len(rows) for rows in by_prompt.values()]
         mean = sum(means) / len(means)
         var = sum((m - mean) ** 2 for m in means) / max(len(means) - 1, 1)
         table[name] = {"mean": 100 * mean, "stderr": 100 * math.sqrt(var / len(means))}
