@@ -145,6 +145,7 @@ def sft(
     set_: Annotated[list[str], typer.Option("--set", help="Override a key: --set model.pretrained=/models/qwen")] = [],  # noqa: B006
     traces_id: Annotated[str | None, typer.Option("--traces", help="Use this trace-set artifact instead of building one.")] = None,
     resume: Annotated[bool, typer.Option(help="Resume from the run's last checkpoint if there is one.")] = True,
+    run_dir: Annotated[Path | None, typer.Option(help="Run folder (default: named by config and traces).")] = None,
     store: StoreOption = None,
 ) -> None:
     """Supervised fine-tuning on thinking traces (TRL SFTTrainer); resumes interrupted runs."""
@@ -162,7 +163,7 @@ def sft(
             trace_config = load_config(TraceConfig, config.traces_preset)
             traces_id = _run_traces(trace_config, config.dataset, 20, store).artifact_id
         with _registry(store) as registry:
-            doc = SFTStage(config).run(registry, traces_id, resume=resume)
+            doc = SFTStage(config).run(registry, traces_id, run_dir=run_dir, resume=resume)
     except CrystalReasonerError as exc:
         raise _fail(exc) from exc
     console.print(f"[green]checkpoint[/] {doc.artifact_id} -> {doc.location}")

@@ -57,8 +57,13 @@ class SFTConfig(StageConfig):
     trl_args: dict[str, Any] = {}
 
     def run_key(self, traces_id: str) -> str:
-        """Names the run folder: the same config on the same traces resumes the same run."""
-        return sha256_json({"config": self.model_dump(mode="json"), "traces": traces_id})[:16]
+        """Names the run folder: the same config on the same traces resumes the same run.
+
+        ``max_minutes`` is a limit on one process, not part of what is trained, so a run can be
+        resumed with another budget.
+        """
+        config = self.model_dump(mode="json", exclude={"max_minutes"})
+        return sha256_json({"config": config, "traces": traces_id})[:16]
 
 
 class TimeBudget(TrainerCallback):
