@@ -141,6 +141,14 @@ class HullReference:
 _SYMBOLS = re.compile(r"[A-Z][a-z]?")
 
 
+@cache
+def _converted_entry(formula: str, legacy_e_form: float) -> PDEntry:
+    """A reference compound on the MP2020 scale; shared by every chemical system containing it."""
+    composition = Composition(formula)
+    shifted = legacy_e_form + legacy_to_mp2020_shift(composition)
+    return PDEntry(composition, shifted * composition.num_atoms)
+
+
 class BundledMPReference(HullReference):
     """The bundled 85k-compound MP reference, converted to MP2020 lazily per chemical system."""
 
@@ -159,10 +167,10 @@ class BundledMPReference(HullReference):
         entries = []
         for size in range(2, len(elements) + 1):
             for subset in combinations(sorted(elements), size):
-                for formula, e_form in self._by_elements.get(frozenset(subset), []):
-                    composition = Composition(formula)
-                    shifted = e_form + legacy_to_mp2020_shift(composition)
-                    entries.append(PDEntry(composition, shifted * composition.num_atoms))
+                entries += [
+                    _converted_entry(formula, e_form)
+                    for formula, e_form in self._by_elements.get(frozenset(subset), [])
+                ]
         return entries
 
 

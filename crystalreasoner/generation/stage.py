@@ -6,7 +6,7 @@ import json
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, Literal
 
 from crystalreasoner.config import StageConfig
 from crystalreasoner.data.codec import STRUCTURE_END, decode_structure
@@ -25,7 +25,6 @@ from crystalreasoner.traces.prompts import formula_from_prompt, parse_cell_count
 class GenerateConfig(StageConfig):
     """How to sample: the paper's settings by default (SPEC §6)."""
 
-    preset_folder: ClassVar[str] = "generate"
     n_samples: int = 16  # per prompt
     temperature: float = 1.0
     top_k: int = 50

@@ -33,7 +33,7 @@ from crystalreasoner.traces.analysis import (
 )
 from crystalreasoner.traces.augment import AugmentConfig, augment_structure
 from crystalreasoner.traces.cache import AnalysisCache
-from crystalreasoner.traces.describers import Describer, _crystalnn_tools
+from crystalreasoner.traces.describers import Describer, crystalnn_tools
 from crystalreasoner.traces.prompts import (
     element_counts,
     formula_text,
@@ -178,7 +178,7 @@ def analyze_records(
             record(key, lambda: _analyze_worker(by_hash[key].as_dict(), describer))
     elif missing:
         if describer != "none":
-            _crystalnn_tools()  # load matminer once; forked workers inherit it
+            crystalnn_tools()  # load matminer once; forked workers inherit it
         # fork: workers inherit the imports and need no `__main__` guard in user scripts
         with ProcessPoolExecutor(workers, mp_context=get_context("fork")) as pool:
             futures = {
@@ -225,7 +225,7 @@ def render_record(
     )
     formula = formula_text(record.structure.composition)
     prompt = render_prompt(
-        task, formula, record.properties, rng, counts=counts, n_atoms=n_atoms
+        task, formula, record.properties, rng, counts=counts
     )
     structure = augment_structure(
         record.structure, config.augment if augment else AugmentConfig(), rng

@@ -47,12 +47,8 @@ class SiteEnvironment:
         return f"{self.label}: {shape}, bonded to {partners or 'nothing'}; bond lengths {bonds}."
 
 
-#: parses the lines written by :meth:`SiteEnvironment.sentence`
-SITE_LINE = re.compile(r"^(?P<element>[A-Z][a-z]?)\((?P<orbit>\d+)\): (?P<cn>\d+)-coordinate")
-
-
 @cache
-def _crystalnn_tools():
+def crystalnn_tools():
     # matminer's import is slow; load it once per process, only when this describer is used
     from matminer.featurizers.site import CrystalNNFingerprint
     from pymatgen.analysis.local_env import CrystalNN
@@ -63,7 +59,7 @@ def _crystalnn_tools():
 
 def site_environments(structure: Structure, orbits: list[list[int]]) -> list[SiteEnvironment]:
     """CrystalNN neighbours and the best-matching ideal polyhedron for each orbit."""
-    crystal_nn, fingerprint, labels = _crystalnn_tools()
+    crystal_nn, fingerprint, labels = crystalnn_tools()
     per_element: Counter[str] = Counter()
     environments = []
     for orbit in orbits:

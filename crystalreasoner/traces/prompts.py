@@ -81,7 +81,7 @@ def _join(phrases: list[str]) -> str:
     return " with " + ", ".join(phrases[:-1]) + " and " + phrases[-1]
 
 
-def _task_phrases(task: Task, properties: dict, n_atoms: int, rng: random.Random) -> list[str]:
+def _task_phrases(task: Task, properties: dict, rng: random.Random) -> list[str]:
     if task is Task.CONDITIONAL:
         known = [key for key in CONDITIONAL_ATTRIBUTES if properties.get(key) is not None]
         chosen = rng.sample(known, rng.randint(0, len(known)))
@@ -124,10 +124,9 @@ def render_prompt(
     rng: random.Random,
     *,
     counts: str | None = None,
-    n_atoms: int = 0,
 ) -> str:
     """One user request; ``counts`` (e.g. 'Tm1 Mg1 Hg2') is stated when given."""
-    phrases = _task_phrases(task, properties, n_atoms, rng)
+    phrases = _task_phrases(task, properties, rng)
     text = rng.choice(OPENINGS).format(formula=formula, details=_join(phrases))
     if counts:
         text += f" The cell contains {counts}."
