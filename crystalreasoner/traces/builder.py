@@ -41,6 +41,11 @@ from crystalreasoner.traces.prompts import (
     task_applies,
 )
 from crystalreasoner.traces.render import render_thinking
+from crystalreasoner.traces.substitute import (
+    SubstitutionConfig,
+    is_substitute,
+    substitution_records,
+)
 
 Progress = Callable[[int, int], None]  # (done, total)
 
@@ -60,6 +65,7 @@ class TraceConfig(StageConfig):
     variants_per_structure: int = 1  # phrasings/augmentations of each training structure
     augment: AugmentConfig = AugmentConfig()
     augment_eval_splits: bool = False  # val/test keep one plain variant unless this is set
+    substitution: SubstitutionConfig = SubstitutionConfig()  # hypothetical training crystals
     rebalance_power: float = 0.0  # weight ~ (count of n_elements)^-power; 0 = uniform
     oversample: bool = False  # turn weights into extra training variants instead of a column
     seed: int = 0
@@ -271,8 +277,16 @@ def build_trace_set(
     *,
     progress: Progress | None = None,
 ) -> TraceSet:
-    """Render the trace records of every split of ``bundle``."""
-    all_records = [r for records in bundle.splits.values() for r in records]
+    """Render the trace records of every split of ``bundle``.
+
+    Substituted crystals (``config.substitution``) join the training split with one variant each
+    and no properties; they are analysed like the others.
+    """
+    held_out = {r.formula for split, recs in bundle.splits.items() if split != "train" for r in recs}
+    substitutes = substitution_records(
+        bundle.splits.get("train", []), config.substitution, config.seed, held_out
+    )
+    all_records = [r for records in bundle.splits.values() for r in records] + substitutes
     analyses, failed, hits = analyze_records(
         all_records, config.describer, cache, n_jobs=config.n_jobs, progress=progress
     )
@@ -280,7 +294,7 @@ def build_trace_set(
     splits: dict[str, list[TraceRecord]] = {}
     for split, records in bundle.splits.items():
         usable = []
-        for record in records:
+        for record in records + (substitutes if split == "train" else []):
             key = structure_hash(record.structure)
             if key in failed:
                 failures.append({"material_id": record.material_id, "reason": failed[key]})
@@ -293,6 +307,8 @@ def build_trace_set(
             analysis = analyses[structure_hash(record.structure)]
             augment = is_train or config.augment_eval_splits
             n_variants = config.variants_per_structure if augment else 1
+            if is_substitute(record):
+                n_variants = 1
             if is_train and config.oversample:
                 n_variants = max(1, round(n_variants * weight))
                 weight = 1.0
