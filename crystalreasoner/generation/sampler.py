@@ -53,6 +53,9 @@ class _Slot:
     generated: list[int] = field(default_factory=list)
 
 
+#: the KV cache grows by this many positions at a time
+CACHE_CHUNK = 64
+
 #: ``(slot_request_ids, generated_ids_per_slot) -> bool mask [slots, vocab]`` of allowed tokens
 TokenMask = Callable[[list[Request], list[list[int]]], torch.Tensor | None]
 
@@ -118,6 +121,27 @@ class ContinuousBatchSampler:
             torch.zeros(shape, dtype=self.dtype, device=self.device),
         )
 
+    def _fit(self, keys: torch.Tensor, values: torch.Tensor, length: int):
+        """The caches resized to ``length`` positions rounded up to ``CACHE_CHUNK``.
+
+        Attention reads each layer's whole cache, so it must be contiguous and only about as long
+        as the longest live sequence: a slice of a longer buffer is strided, which halves the
+        speed of the attention matmuls on a CPU (measured: 6.7 vs 3.7 ms per layer, 64 slots x
+        700 positions). The cache grows as sequences lengthen and shrinks once the long ones left.
+        """
+        target = -(-length // CACHE_CHUNK) * CACHE_CHUNK
+        current = keys.shape[3]
+        if current - 2 * CACHE_CHUNK < target <= current:
+            return keys, values
+        kept = min(current, target)
+        resized = []
+        for cache in (keys, values):
+            new = cache.new_empty((*cache.shape[:3], target, cache.shape[4]))
+            new[:, :, :, :kept] = cache[:, :, :, :kept]
+            new[:, :, :, kept:] = 0  # masked, but weight 0 times garbage could still be NaN
+            resized.append(new)
+        return resized[0], resized[1]
+
     @torch.inference_mode()
     def _prefill(self, prompt: list[int], keys, values, slot: int) -> torch.Tensor:
         ids = torch.tensor([prompt], device=self.device)
@@ -129,12 +153,17 @@ class ContinuousBatchSampler:
 
     @torch.inference_mode()
     def _decode(self, tokens, positions, keys, values) -> torch.Tensor:
-        """One token for every slot: logits [slots, vocab]; inactive slots are computed and ignored."""
+        """One token for every slot: logits [slots, vocab]; inactive slots are computed and ignored.
+
+        Attention is two matmuls over each slot's whole (contiguous) cache, masked beyond its
+        position; with one query per slot this beats the CPU flash-attention kernel.
+        """
         n = tokens.shape[0]
-        span = int(positions.max()) + 1
+        group = self.n_heads // self.n_kv
         hidden = self.model.model.embed_tokens(tokens[:, None])
         cos, sin = self.model.model.rotary_emb(hidden, positions[:, None])
-        mask = (torch.arange(span, device=self.device)[None, :] <= positions[:, None])[:, None, None, :]
+        beyond = (torch.arange(keys.shape[3], device=self.device)[None, :] > positions[:, None])
+        beyond = beyond[:, None, None, :]  # [slots, 1, 1, cache length]
         rows = torch.arange(n, device=self.device)
         q_size, kv_size = self.n_heads * self.head_dim, self.n_kv * self.head_dim
         for i, layer in enumerate(self.layers):
@@ -147,11 +176,12 @@ class ContinuousBatchSampler:
             q, k = apply_rotary_pos_emb(q, k, cos, sin)
             keys[i, rows, :, positions] = k[:, :, 0]
             values[i, rows, :, positions] = v[:, :, 0]
-            out = F.scaled_dot_product_attention(
-                q, keys[i, :, :, :span], values[i, :, :, :span], attn_mask=mask,
-                scale=attn.scaling, enable_gqa=self.n_kv != self.n_heads,
-            )
-            hidden = hidden + attn.o_proj(out.transpose(1, 2).reshape(n, 1, -1))
+            # query heads grouped by their key/value head: [slots, n_kv, group, head_dim]
+            q = q.reshape(n, self.n_kv, group, self.head_dim)
+            scores = torch.matmul(q, keys[i].transpose(-1, -2)) * attn.scaling
+            weights = scores.masked_fill(beyond, float("-inf")).softmax(-1)
+            out = torch.matmul(weights, values[i]).reshape(n, 1, -1)
+            hidden = hidden + attn.o_proj(out)
             gate, up = F.linear(layer.post_attention_layernorm(hidden), *self.gate_up[i]).chunk(2, dim=-1)
             hidden = hidden + layer.mlp.down_proj(layer.mlp.act_fn(gate) * up)
         return self.model.lm_head(self.model.model.norm(hidden))[:, 0].float()
@@ -165,18 +195,19 @@ class ContinuousBatchSampler:
         """Yield completions as they finish (not in request order)."""
         generator = torch.Generator(device=self.device).manual_seed(params.seed)
         pending = deque(requests)
-        longest_prompt = max((len(r.prompt_ids) for r in requests), default=0)
         n_slots = max(min(self.slots, len(requests)), 1)  # no idle slots for small batches
-        keys, values = self._alloc(n_slots, longest_prompt + params.max_new_tokens + 1)
+        keys, values = self._alloc(n_slots, CACHE_CHUNK)
         slots: list[_Slot | None] = [None] * n_slots
         tokens = torch.zeros(n_slots, dtype=torch.long, device=self.device)
         positions = torch.zeros(n_slots, dtype=torch.long, device=self.device)
         logits = torch.zeros(n_slots, self.model.config.vocab_size, device=self.device)
 
         def fill(index: int) -> None:
+            nonlocal keys, values
             slots[index] = None
             if pending:
                 request = pending.popleft()
+                keys, values = self._fit(keys, values, len(request.prompt_ids) + 1)
                 slots[index] = _Slot(request)
                 logits[index] = self._prefill(request.prompt_ids, keys, values, index).float()
                 positions[index] = len(request.prompt_ids)
@@ -201,6 +232,7 @@ class ContinuousBatchSampler:
                     tokens[index] = 0
             if not any(slots):
                 break
+            keys, values = self._fit(keys, values, int(positions.max()) + 1)
             step_logits = self._decode(tokens, positions, keys, values)
             for index, slot in enumerate(slots):
                 # slots just refilled keep their prefill logits; the others advance one token
