@@ -258,25 +258,29 @@ def generate(
 @app.command()
 def evaluate(
     generation_id: Annotated[str, typer.Argument(help="A generation artifact id.")],
+    preset: Annotated[str, typer.Option(help="Evaluation preset (cheap, full) or YAML file.")] = "cheap",
+    set_: Annotated[list[str], typer.Option("--set", help="Override a config key: --set mlip=sevennet")] = [],  # noqa: B006
     store: StoreOption = None,
 ) -> None:
-    """The metrics table of a generation batch (per-prompt means, then over prompts, with SE)."""
+    """Score a generation batch: validity, SMACT, composition, trace consistency, uniqueness,
+    novelty and (preset full) MLIP relaxation, E_hull and S.U.N.; writes a report with plots."""
     from rich.console import Console
-    from rich.table import Table
 
+    from crystalreasoner.config import load_config
     from crystalreasoner.errors import CrystalReasonerError
-    from crystalreasoner.evaluation.stage import evaluate_generation
+    from crystalreasoner.evaluation.report import markdown_table
+    from crystalreasoner.evaluation.stage import EvaluateConfig, evaluate_generation
 
+    console = Console()
     try:
+        config = load_config(EvaluateConfig, preset, _parse_overrides(set_))
         with _registry(store) as registry:
-            doc = evaluate_generation(registry, generation_id)
+            with console.status("evaluating"):
+                doc = evaluate_generation(registry, generation_id, config)
     except CrystalReasonerError as exc:
         raise _fail(exc) from exc
-    view = Table("metric", "mean %", "± SE")
-    for name, row in doc.summary.items():
-        view.add_row(name, f"{row['mean']:.1f}", f"{row['stderr']:.1f}")
-    Console().print(view)
-    Console().print(f"[green]evaluation[/] {doc.artifact_id} -> {doc.location}")
+    console.print(markdown_table(doc.summary))
+    console.print(f"[green]evaluation[/] {doc.artifact_id} -> {doc.location}")
 
 
 @app.command()

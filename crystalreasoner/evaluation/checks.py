@@ -11,6 +11,9 @@ from math import gcd
 
 import numpy as np
 from pymatgen.core import Composition, Structure
+from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
+
+from crystalreasoner.traces.render import TraceClaims
 
 #: SPEC §5 thresholds; the metric uses a 0.1 Å^3 volume floor, the reward 1 Å^3
 MIN_LENGTH = 1.1  # Å, shortest lattice vector length
@@ -18,6 +21,10 @@ ANGLE_RANGE = (20.0, 160.0)  # degrees
 MIN_DISTANCE = 0.5  # Å, any two atoms
 METRIC_MIN_VOLUME = 0.1  # Å^3
 REWARD_MIN_VOLUME = 1.0  # Å^3
+#: SPEC §6: space groups of generated structures are read at symprec 0.1, angle tolerance 5°
+EVAL_SYMPREC, EVAL_ANGLE_TOLERANCE = 0.1, 5.0
+#: a trace's volume claim holds within this relative difference
+VOLUME_TOLERANCE = 0.1
 
 
 def is_structurally_valid(structure: Structure, min_volume: float = METRIC_MIN_VOLUME) -> bool:
@@ -79,3 +86,69 @@ def composition_matches(structure: Structure, formula: str) -> bool:
     return structure.composition.reduced_composition.almost_equals(
         Composition(formula).reduced_composition
     )
+
+
+def spacegroup_number(structure: Structure) -> int | None:
+    """International number at the evaluation tolerances; None when spglib fails on the cell."""
+    try:
+        return SpacegroupAnalyzer(
+            structure, symprec=EVAL_SYMPREC, angle_tolerance=EVAL_ANGLE_TOLERANCE
+        ).get_space_group_number()
+    except Exception:  # spglib raises several types on degenerate cells
+        return None
+
+
+def _orbit_sizes(structure: Structure) -> dict[str, list[int]] | None:
+    try:
+        analyzer = SpacegroupAnalyzer(
+            structure, symprec=EVAL_SYMPREC, angle_tolerance=EVAL_ANGLE_TOLERANCE
+        )
+        orbits = analyzer.get_symmetrized_structure().equivalent_indices
+    except Exception:
+        return None
+    out: dict[str, list[int]] = {}
+    for orbit in orbits:
+        out.setdefault(structure[orbit[0]].specie.symbol, []).append(len(orbit))
+    return {el: sorted(sizes) for el, sizes in out.items()}
+
+
+def _coordination_numbers(structure: Structure) -> dict[str, list[int]] | None:
+    from crystalreasoner.traces.describers import crystalnn_tools
+
+    crystal_nn = crystalnn_tools()[0]
+    out: dict[str, list[int]] = {}
+    try:
+        for index, site in enumerate(structure):
+            out.setdefault(site.specie.symbol, []).append(crystal_nn.get_cn(structure, index))
+    except Exception:
+        return None
+    return {el: sorted(set(cns)) for el, cns in out.items()}
+
+
+def trace_consistency(
+    structure: Structure, claims: TraceClaims, *, coordination: bool = False
+) -> dict[str, int]:
+    """Which claims of a trace the structure bears out (SPEC §5: the trace-consistency term).
+
+    Only announced claims are scored: space group (at the evaluation tolerances), cell
+    composition, orbit multiplicities per element, volume within ``VOLUME_TOLERANCE``, and with
+    ``coordination`` the set of CrystalNN coordination numbers per element (slower).
+    """
+    scores: dict[str, int] = {}
+    if claims.spacegroup_number is not None:
+        scores["trace_spacegroup"] = int(spacegroup_number(structure) == claims.spacegroup_number)
+    if claims.composition is not None:
+        actual = {el.symbol: int(n) for el, n in structure.composition.element_composition.items()}
+        scores["trace_composition"] = int(actual == claims.composition)
+    if claims.orbits:
+        orbits = _orbit_sizes(structure)
+        claimed = {el: sorted(sizes) for el, sizes in claims.orbits.items()}
+        scores["trace_orbits"] = int(orbits == claimed)
+    if claims.volume is not None:
+        scores["trace_volume"] = int(
+            abs(structure.volume - claims.volume) <= VOLUME_TOLERANCE * claims.volume
+        )
+    if coordination and claims.coordination_numbers:
+        claimed_cn = {el: sorted(set(cns)) for el, cns in claims.coordination_numbers.items()}
+        scores["trace_coordination"] = int(_coordination_numbers(structure) == claimed_cn)
+    return scores

@@ -16,6 +16,8 @@ from crystalreasoner.evaluation.checks import (
     composition_matches,
     is_smact_valid,
     is_structurally_valid,
+    spacegroup_number,
+    trace_consistency,
 )
 from crystalreasoner.generation.stage import GeneratedSample
 from crystalreasoner.traces.render import THINK_START, parse_trace_claims
@@ -35,14 +37,20 @@ def trace_states_the_formula(sample: GeneratedSample) -> int:
         return 0
 
 
-def cheap_metrics(sample: GeneratedSample) -> dict[str, int]:
-    """The checks that need no MLIP: parse, structural validity, SMACT, composition, and
-    (for thinking models) whether the trace restates the requested formula."""
-    trace = {"trace_formula_match": trace_states_the_formula(sample)} if THINK_START in sample.text else {}
+def cheap_metrics(sample: GeneratedSample, *, coordination: bool = False) -> dict[str, int]:
+    """The checks that need no MLIP: parse, structural validity, SMACT, composition, the
+    requested space group (space-group task), and for thinking models whether the trace restates
+    the requested formula and which of its claims the structure bears out."""
+    thinking = THINK_START in sample.text
+    trace = {"trace_formula_match": trace_states_the_formula(sample)} if thinking else {}
+    wants_spacegroup = sample.task == "space_group" and "spacegroup_number" in sample.targets
     if sample.structure is None:
-        return {**dict.fromkeys(CHEAP_METRICS, 0), **trace}
+        failed = dict.fromkeys(CHEAP_METRICS, 0)
+        if wants_spacegroup:
+            failed["spacegroup_match"] = 0
+        return {**failed, **trace}
     structure = Structure.from_dict(sample.structure)
-    return {
+    metrics = {
         **trace,
         "parsed": 1,
         "structurally_valid": int(is_structurally_valid(structure)),
@@ -51,6 +59,14 @@ def cheap_metrics(sample: GeneratedSample) -> dict[str, int]:
             sample.formula is not None and composition_matches(structure, sample.formula)
         ),
     }
+    if wants_spacegroup:
+        metrics["spacegroup_match"] = int(
+            spacegroup_number(structure) == sample.targets["spacegroup_number"]
+        )
+    if thinking:
+        claims = parse_trace_claims(sample.text)
+        metrics.update(trace_consistency(structure, claims, coordination=coordination))
+    return metrics
 
 
 def aggregate(per_sample: Iterable[tuple[int, dict[str, int]]]) -> dict[str, dict[str, float]]:

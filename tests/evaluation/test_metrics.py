@@ -18,7 +18,8 @@ BLOCK = "<CIF>\nP1\n5 5 5\n90 90 90\nMg 1 0 0 0\nIn 1 0.5 0.5 0.5\nIn 1 0.5 0 0\
 def test_metrics_of_hand_made_samples():
     good = cheap_metrics(_sample("<think>\nCell composition: Mg2 In4 (6 atoms).\n</think>\n" + BLOCK))
     assert good == {"trace_formula_match": 1, "parsed": 1, "structurally_valid": 1,
-                    "smact_valid": 1, "composition_match": 1}  # Mg2 In4 reduces to MgIn2
+                    "smact_valid": 1, "composition_match": 1,  # Mg2 In4 reduces to MgIn2
+                    "trace_composition": 0}  # but the cell written holds Mg1 In2
     off = cheap_metrics(_sample("<think>\nCell composition: Mg1 In1 (2 atoms).\n</think>\n" + BLOCK))
     assert off["trace_formula_match"] == 0 and off["composition_match"] == 1
     wrong = cheap_metrics(_sample(BLOCK, formula="NaCl"))

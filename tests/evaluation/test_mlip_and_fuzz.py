@@ -1,0 +1,74 @@
+"""CHGNet relaxations through the MLIP interface, and a fuzz test of the whole evaluation:
+malformed text and corrupted structures get a score and a recorded reason, never an exception."""
+
+import math
+import random
+
+import numpy as np
+from pymatgen.core import Lattice, Structure
+
+from crystalreasoner.config import load_config
+from crystalreasoner.data import encode_structure
+from crystalreasoner.evaluation.mlip import MLIPConfig, relax, relax_many
+from crystalreasoner.evaluation.stage import EvaluateConfig, evaluate_samples, summarize
+from crystalreasoner.generation.stage import GeneratedSample, _parse
+
+NACL = Structure.from_spacegroup(
+    "Fm-3m", Lattice.cubic(5.8), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]]
+).get_primitive_structure()
+
+
+def test_chgnet_relaxation_lowers_the_energy_within_its_step_budget():
+    result = relax(NACL, load_config(MLIPConfig, "reward"))
+    assert result.ok, result.error
+    assert result.steps <= 20 and math.isfinite(result.energy)
+    assert result.energy <= result.initial_energy + 1e-6
+    assert result.structure.composition.reduced_formula == "NaCl"
+
+
+def test_broken_structures_are_recorded_not_raised():
+    nan_coords = Structure(Lattice.cubic(4), ["Na", "Cl"], [[0, 0, 0], [np.nan, 0.5, 0.5]])
+    flat = Structure(Lattice([[3, 0, 0], [6, 0, 0], [0, 0, 3]]), ["Na"], [[0, 0, 0]])
+    huge = NACL * (5, 5, 10)  # 500 atoms
+    results = relax_many([None, nan_coords, flat, huge, NACL], load_config(MLIPConfig, "reward"))
+    assert [r.ok for r in results] == [False, False, False, False, True]
+    assert "no structure" in results[0].error and "500 atoms" in results[3].error
+    assert all(r.error for r in results[:4])
+
+
+def _sample(index: int, text: str) -> GeneratedSample:
+    return _parse(GeneratedSample(index, 0, "p", "NaCl", None, "conditional", {}, text, "stop", 1))
+
+
+def test_fuzzed_batch_scores_every_sample_and_records_why():
+    rng = random.Random(0)
+    good = encode_structure(NACL)
+    lines = good.splitlines()
+    texts = [
+        "".join(rng.choice("<>CIF/P1 .0123456789\nNaCl-") for _ in range(rng.randint(0, 300)))
+        for _ in range(20)
+    ]
+    texts += [
+        good,
+        good.replace(lines[-2], lines[-3]),  # two atoms on top of each other
+        good.replace(lines[2], "0 0 0"),  # zero lattice lengths
+        good.replace(lines[-2], "Cl 1 nan 0.5 0.5"),  # NaN coordinate
+        good.replace("Cl 1", "Xq 1"),  # unknown element
+        good.replace("</CIF>", ""),  # missing end of the block
+        "<CIF>\nP1\n20 20 20\n90 90 90\n" + "".join(f"Na 1 {i / 500:.4f} 0 0\n" for i in range(500)) + "</CIF>",
+    ]
+    samples = [_sample(i, t) for i, t in enumerate(texts)]
+    config = EvaluateConfig(mlip=load_config(MLIPConfig, "reward"), novelty_dataset=None)
+    rows = evaluate_samples(samples, config)
+    assert len(rows) == len(samples)
+    for row in rows:
+        parsed_ok = row.metrics["structurally_valid"] == 1
+        assert parsed_ok or row.errors.get("parse") or row.metrics["parsed"] == 1
+        if parsed_ok:  # relaxed: an energy or a recorded MLIP failure
+            assert row.e_above_hull is not None or row.errors.get("mlip") or row.errors.get("hull")
+    assert rows[20].e_above_hull is not None and not rows[20].errors  # the intact block
+    assert "500 atoms" in rows[26].errors["mlip"]
+    assert all(rows[i].metrics["parsed"] == 0 and rows[i].errors["parse"] for i in (23, 24, 25))
+    assert rows[21].metrics["structurally_valid"] == 0 and rows[22].metrics["structurally_valid"] == 0
+    table = summarize(rows)
+    assert table["parsed"]["mean"] < 100 and table["failures"]["parse"] >= 3
