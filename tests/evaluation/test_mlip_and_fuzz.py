@@ -55,7 +55,8 @@ def test_fuzzed_batch_scores_every_sample_and_records_why():
         good.replace(lines[-2], "Cl 1 nan 0.5 0.5"),  # NaN coordinate
         good.replace("Cl 1", "Xq 1"),  # unknown element
         good.replace("</CIF>", ""),  # missing end of the block
-        "<CIF>\nP1\n20 20 20\n90 90 90\n" + "".join(f"Na 1 {i / 500:.4f} 0 0\n" for i in range(500)) + "</CIF>",
+        "<CIF>\nP1\n20 20 20\n90 90 90\n"  # 500 atoms on a grid 2.5 Å apart
+        + "".join(f"Na 1 {i % 8 / 8} {i // 8 % 8 / 8} {i // 64 / 8}\n" for i in range(500)) + "</CIF>",
     ]
     samples = [_sample(i, t) for i, t in enumerate(texts)]
     config = EvaluateConfig(mlip=load_config(MLIPConfig, "reward"), novelty_dataset=None)
