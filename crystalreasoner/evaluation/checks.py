@@ -23,6 +23,7 @@ METRIC_MIN_VOLUME = 0.1  # Å^3
 REWARD_MIN_VOLUME = 1.0  # Å^3
 #: SPEC §6: space groups of generated structures are read at symprec 0.1, angle tolerance 5°
 EVAL_SYMPREC, EVAL_ANGLE_TOLERANCE = 0.1, 5.0
+TRACE_SYMPREC = 0.01  # traces are written at 0.01 first (SPEC §3)
 #: a trace's volume claim holds within this relative difference
 VOLUME_TOLERANCE = 0.1
 
@@ -98,18 +99,23 @@ def spacegroup_number(structure: Structure) -> int | None:
         return None
 
 
-def _orbit_sizes(structure: Structure) -> dict[str, list[int]] | None:
-    try:
-        analyzer = SpacegroupAnalyzer(
-            structure, symprec=EVAL_SYMPREC, angle_tolerance=EVAL_ANGLE_TOLERANCE
+def _symmetry_readings(structure: Structure) -> list[tuple[int, dict[str, list[int]]]]:
+    """Space group and orbit sizes per element at the evaluation tolerance, then at the traces'
+    tighter 0.01 (SPEC §3): a trace read at either tolerance is consistent with the structure."""
+    readings = []
+    for symprec in (EVAL_SYMPREC, TRACE_SYMPREC):
+        try:
+            analyzer = SpacegroupAnalyzer(structure, symprec=symprec, angle_tolerance=EVAL_ANGLE_TOLERANCE)
+            symmetrized = analyzer.get_symmetrized_structure()
+        except Exception:  # spglib raises several types on degenerate cells
+            continue
+        orbits: dict[str, list[int]] = {}
+        for orbit in symmetrized.equivalent_indices:
+            orbits.setdefault(structure[orbit[0]].specie.symbol, []).append(len(orbit))
+        readings.append(
+            (analyzer.get_space_group_number(), {el: sorted(sizes) for el, sizes in orbits.items()})
         )
-        orbits = analyzer.get_symmetrized_structure().equivalent_indices
-    except Exception:
-        return None
-    out: dict[str, list[int]] = {}
-    for orbit in orbits:
-        out.setdefault(structure[orbit[0]].specie.symbol, []).append(len(orbit))
-    return {el: sorted(sizes) for el, sizes in out.items()}
+    return readings
 
 
 def _coordination_numbers(structure: Structure) -> dict[str, list[int]] | None:
@@ -130,20 +136,20 @@ def trace_consistency(
 ) -> dict[str, int]:
     """Which claims of a trace the structure bears out (SPEC §5: the trace-consistency term).
 
-    Only announced claims are scored: space group (at the evaluation tolerances), cell
-    composition, orbit multiplicities per element, volume within ``VOLUME_TOLERANCE``, and with
+    Only announced claims are scored: space group and orbit multiplicities per element (at the
+    evaluation tolerance or the traces' tighter one), cell composition, volume within ``VOLUME_TOLERANCE``, and with
     ``coordination`` the set of CrystalNN coordination numbers per element (slower).
     """
     scores: dict[str, int] = {}
+    readings = _symmetry_readings(structure) if claims.spacegroup_number or claims.orbits else []
     if claims.spacegroup_number is not None:
-        scores["trace_spacegroup"] = int(spacegroup_number(structure) == claims.spacegroup_number)
+        scores["trace_spacegroup"] = int(any(n == claims.spacegroup_number for n, _ in readings))
     if claims.composition is not None:
         actual = {el.symbol: int(n) for el, n in structure.composition.element_composition.items()}
         scores["trace_composition"] = int(actual == claims.composition)
     if claims.orbits:
-        orbits = _orbit_sizes(structure)
         claimed = {el: sorted(sizes) for el, sizes in claims.orbits.items()}
-        scores["trace_orbits"] = int(orbits == claimed)
+        scores["trace_orbits"] = int(any(orbits == claimed for _, orbits in readings))
     if claims.volume is not None:
         scores["trace_volume"] = int(
             abs(structure.volume - claims.volume) <= VOLUME_TOLERANCE * claims.volume
