@@ -5,6 +5,7 @@ from __future__ import annotations
 from prefect import flow, task
 from prefect.artifacts import create_table_artifact
 
+from crystalreasoner.evaluation.report import metric_rows
 from crystalreasoner.evaluation.stage import evaluate_generation
 from crystalreasoner.generation.stage import GenerateConfig, GenerateStage, prompts_from_traces
 from crystalreasoner.stores import open_registry
@@ -30,7 +31,7 @@ def score(generation_id: str, store: str | None) -> dict:
         doc = evaluate_generation(registry, generation_id)
     create_table_artifact(
         key="generation-metrics",
-        table=[{"metric": k, "mean %": round(v["mean"], 1), "SE": round(v["stderr"], 1)} for k, v in doc.summary.items()],
+        table=metric_rows(doc.summary),
         description=f"generation {generation_id}",
     )
     return doc.summary

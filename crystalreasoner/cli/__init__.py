@@ -338,6 +338,7 @@ def demo(
 
     from crystalreasoner.checkpoints import shipped_checkpoint
     from crystalreasoner.config import load_config
+    from crystalreasoner.evaluation.report import metric_rows
     from crystalreasoner.traces.builder import TraceConfig
     from crystalreasoner.training.sft import SFTConfig
     from flows.generate import generate_flow
@@ -353,8 +354,8 @@ def demo(
         lineage = registry.lineage(traces_id)
     table = generate_flow(checkpoint_id, traces_id, "val", prompts, {"n_samples": n}, store)
     view = Table("metric", "mean %", "± SE", title=f"shipped tiny-cpu, {prompts} val prompts x {n} samples")
-    for name, row in table.items():
-        view.add_row(name, f"{row['mean']:.1f}", f"{row['stderr']:.1f}")
+    for row in metric_rows(table):
+        view.add_row(row["metric"], f"{row['mean %']:.1f}", f"{row['SE']:.1f}")
     console.print(view)
     console.print(f"trace set {traces_id} <- " + ", ".join(f"{d.kind} {d.artifact_id}" for d in lineage))
 

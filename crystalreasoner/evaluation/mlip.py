@@ -139,7 +139,8 @@ def relax(structure: Structure, config: MLIPConfig, calculator=None) -> RelaxRes
         energy = float(atoms.get_potential_energy())
         _check_energy(energy, len(atoms), config)
         result.energy, result.energy_per_atom = energy, energy / len(atoms)
-        result.structure = AseAtomsAdaptor.get_structure(atoms)
+        relaxed = AseAtomsAdaptor.get_structure(atoms)  # carries the calculator's float32 magmoms
+        result.structure = Structure(relaxed.lattice, relaxed.species, relaxed.frac_coords)
     except Exception as exc:  # one bad structure is recorded; the batch goes on
         result.error = f"{type(exc).__name__}: {exc}"
     result.seconds = time.perf_counter() - start

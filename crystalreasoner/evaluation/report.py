@@ -17,6 +17,15 @@ TABLE_COLUMNS = (
 )
 
 
+def metric_rows(table: dict[str, Any]) -> list[dict[str, Any]]:
+    """The 0/1 metrics of a summary as rows (for Prefect table artifacts and terminals)."""
+    return [
+        {"metric": name, "mean %": round(v["mean"], 1), "SE": round(v["stderr"], 1)}
+        for name, v in table.items()
+        if isinstance(v, dict) and "stderr" in v
+    ]
+
+
 def markdown_table(table: dict[str, Any]) -> str:
     """One row per metric: per-prompt mean ± standard error (%), then E_hull statistics."""
     lines = ["| metric | % (mean ± s.e. over prompts) |", "|---|---|"]

@@ -8,7 +8,7 @@ failure is a recorded reason on its sample, never an exception for the batch.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -21,15 +21,13 @@ from crystalreasoner.data import decode_structure, load_dataset
 from crystalreasoner.errors import CodecError
 from crystalreasoner.evaluation.hull import BundledMPReference, EntriesHullReference, HullReference
 from crystalreasoner.evaluation.metrics import aggregate, cheap_metrics
-from crystalreasoner.evaluation.mlip import MLIPConfig, relax_many
+from crystalreasoner.evaluation.mlip import MLIPConfig, RelaxResult, relax_many
 from crystalreasoner.evaluation.novelty import StructureIndex, novelty, uniqueness
 from crystalreasoner.generation.stage import GeneratedSample, load_samples
 from crystalreasoner.stores import ArtifactDoc, ArtifactKind, ArtifactRegistry
 
 #: SPEC §6: a structure is stable when E_hull < 0.1 eV/atom
 STABLE_BELOW = 0.1
-
-Progress = Callable[[str, int, int], None]  # (phase, done, total)
 
 
 class EvaluateConfig(StageConfig):
@@ -76,15 +74,12 @@ class SampleEvaluation:
         return {**self.__dict__}
 
 
-def evaluate_samples(
+def check_samples(
     samples: Sequence[GeneratedSample],
     config: EvaluateConfig,
-    *,
     reference: StructureIndex | None = None,
-    hull: HullReference | None = None,
-    progress: Progress | None = None,
 ) -> list[SampleEvaluation]:
-    """Score every sample; the RL reward calls the same functions on its groups."""
+    """The cheap checks of every sample, then uniqueness and (with a reference) novelty."""
     rows = [
         SampleEvaluation(s.prompt_index, s.sample_index, cheap_metrics(s, coordination=config.coordination), errors={})
         for s in samples
@@ -93,37 +88,54 @@ def evaluate_samples(
         if sample.parse_error:
             row.errors["parse"] = sample.parse_error
     structures = [Structure.from_dict(s.structure) if s.structure else None for s in samples]
-    if progress:
-        progress("checks", len(samples), len(samples))
     for row, value in zip(rows, uniqueness(structures)):
         row.metrics["unique"] = value or 0
     if reference is not None:
         for row, value in zip(rows, novelty(structures, reference)):
             row.metrics["novel"] = value or 0
+    return rows
+
+
+def to_relax(rows: Sequence[SampleEvaluation], samples: Sequence[GeneratedSample]) -> list[int]:
+    """Indices of the samples worth an MLIP relaxation: parsed and structurally valid."""
+    return [i for i, row in enumerate(rows) if row.metrics.get("structurally_valid") and samples[i].structure]
+
+
+def apply_relaxations(
+    rows: Sequence[SampleEvaluation], relaxed: dict[int, RelaxResult], hull: HullReference
+) -> None:
+    """E_hull of each relaxed sample, stability, and S.U.N. where novelty was computed."""
+    for i, result in relaxed.items():
+        row = rows[i]
+        if not result.ok:
+            row.errors["mlip"] = result.error
+            continue
+        row.energy_per_atom = result.energy_per_atom
+        row.relaxed_structure = result.structure.as_dict()
+        e_hull = hull.e_above_hull_from_energy(result.structure.composition, result.energy)
+        row.e_form_per_atom, row.sparse_chemical_system = e_hull.e_form_per_atom, e_hull.sparse
+        row.e_above_hull = e_hull.e_above_hull
+        if e_hull.error:
+            row.errors["hull"] = e_hull.error
+    for row in rows:
+        row.metrics["stable"] = int(row.e_above_hull is not None and row.e_above_hull < STABLE_BELOW)
+        if "novel" in row.metrics:
+            row.metrics["sun"] = int(row.metrics["stable"] and row.metrics["unique"] and row.metrics["novel"])
+
+
+def evaluate_samples(
+    samples: Sequence[GeneratedSample],
+    config: EvaluateConfig,
+    *,
+    reference: StructureIndex | None = None,
+    hull: HullReference | None = None,
+) -> list[SampleEvaluation]:
+    """Score every sample in this process; the RL reward calls the same functions on its groups."""
+    rows = check_samples(samples, config, reference)
     if config.mlip is not None:
-        hull = hull or hull_reference(config.hull_reference)
-        gated = [i for i, row in enumerate(rows) if row.metrics.get("structurally_valid")]
-        results = relax_many([structures[i] for i in gated], config.mlip)
-        for i, result in zip(gated, results):
-            row = rows[i]
-            if not result.ok:
-                row.errors["mlip"] = result.error
-                row.metrics["stable"] = 0
-                continue
-            row.energy_per_atom = result.energy_per_atom
-            row.relaxed_structure = result.structure.as_dict()
-            e_hull = hull.e_above_hull_from_energy(result.structure.composition, result.energy)
-            row.e_form_per_atom, row.sparse_chemical_system = e_hull.e_form_per_atom, e_hull.sparse
-            if e_hull.error:
-                row.errors["hull"] = e_hull.error
-            row.e_above_hull = e_hull.e_above_hull
-            row.metrics["stable"] = int(row.e_above_hull is not None and row.e_above_hull < STABLE_BELOW)
-        for row in rows:
-            row.metrics.setdefault("stable", 0)
-            if "novel" in row.metrics:
-                row.metrics["sun"] = int(row.metrics["stable"] and row.metrics["unique"] and row.metrics["novel"])
-        if progress:
-            progress("mlip", len(gated), len(gated))
+        indices = to_relax(rows, samples)
+        results = relax_many([Structure.from_dict(samples[i].structure) for i in indices], config.mlip)
+        apply_relaxations(rows, dict(zip(indices, results)), hull or hull_reference(config.hull_reference))
     return rows
 
 
@@ -167,23 +179,17 @@ def samples_from_traces(traces_location: str | Path, splits: Sequence[str]) -> l
     return samples
 
 
-def evaluate_generation(
+def write_evaluation(
     registry: ArtifactRegistry,
     generation_id: str,
-    config: EvaluateConfig | None = None,
-    progress: Progress | None = None,
+    config: EvaluateConfig,
+    rows: Sequence[SampleEvaluation],
+    samples: Sequence[GeneratedSample],
 ) -> ArtifactDoc:
-    """Evaluate a generation batch; writes ``metrics.json``, ``per_sample.jsonl`` and the report."""
+    """Write ``metrics.json``, ``per_sample.jsonl`` and the report; register the evaluation."""
     from crystalreasoner.evaluation.report import write_report
 
-    config = config or EvaluateConfig()
     generation = registry.get(generation_id)
-    samples = load_samples(Path(generation.location) / "samples.jsonl")
-    reference = (
-        novelty_reference(config.novelty_dataset, config.novelty_splits)
-        if config.novelty_dataset else None
-    )
-    rows = evaluate_samples(samples, config, reference=reference, progress=progress)
     table = summarize(rows)
     out = Path(generation.location) / "evaluation"
     out.mkdir(exist_ok=True)
@@ -199,3 +205,21 @@ def evaluate_generation(
         location=out,
         summary=table,
     )
+
+
+def generation_samples(registry: ArtifactRegistry, generation_id: str) -> list[GeneratedSample]:
+    return load_samples(Path(registry.get(generation_id).location) / "samples.jsonl")
+
+
+def evaluate_generation(
+    registry: ArtifactRegistry, generation_id: str, config: EvaluateConfig | None = None
+) -> ArtifactDoc:
+    """Evaluate a generation batch in this process and register the result."""
+    config = config or EvaluateConfig()
+    samples = generation_samples(registry, generation_id)
+    reference = (
+        novelty_reference(config.novelty_dataset, config.novelty_splits)
+        if config.novelty_dataset else None
+    )
+    rows = evaluate_samples(samples, config, reference=reference)
+    return write_evaluation(registry, generation_id, config, rows, samples)
