@@ -20,7 +20,7 @@ from crystalreasoner.evaluation.hull import BundledMPReference
 from crystalreasoner.evaluation.metrics import cheap_metrics
 from crystalreasoner.evaluation.mlip import MLIPConfig, calculator_for, relax
 from crystalreasoner.evaluation.novelty import StructureIndex, novelty
-from crystalreasoner.generation.stage import GeneratedSample, _parse
+from crystalreasoner.generation.stage import GeneratedSample, parse_sample
 
 
 def main() -> None:
@@ -34,7 +34,7 @@ def main() -> None:
     rows = []
 
     samples = [
-        _parse(GeneratedSample(i, 0, "p", r.formula, None, "conditional", {}, encode_structure(r.structure), "stop", 0))
+        parse_sample(GeneratedSample(i, 0, "p", r.formula, None, "conditional", {}, encode_structure(r.structure), "stop", 0))
         for i, r in enumerate(held_out)
     ]
     start = time.perf_counter()

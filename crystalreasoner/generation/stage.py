@@ -73,7 +73,8 @@ class GeneratedSample:
     parse_error: str | None = None
 
 
-def _parse(sample: GeneratedSample) -> GeneratedSample:
+def parse_sample(sample: GeneratedSample) -> GeneratedSample:
+    """Decode the structure block of a sample in place; a failure is kept as its parse error."""
     try:
         sample.structure = decode_structure(sample.text).as_dict()
     except CodecError as exc:
@@ -174,7 +175,7 @@ class GenerateStage:
         for i, j in keys:
             text, reason, n_tokens = raw[(i, j)]
             p = prompts[i]
-            samples.append(_parse(GeneratedSample(
+            samples.append(parse_sample(GeneratedSample(
                 i, j, p.prompt, p.formula, p.material_id, p.task, p.targets, text, reason, n_tokens
             )))
         return samples

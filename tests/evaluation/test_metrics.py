@@ -5,11 +5,11 @@ import pytest
 from crystalreasoner.data import encode_structure, load_dataset
 from crystalreasoner.evaluation.checks import is_smact_valid, is_structurally_valid
 from crystalreasoner.evaluation.metrics import aggregate, cheap_metrics
-from crystalreasoner.generation.stage import GeneratedSample, _parse
+from crystalreasoner.generation.stage import GeneratedSample, parse_sample
 
 
 def _sample(text, formula="MgIn2", prompt_index=0):
-    return _parse(GeneratedSample(prompt_index, 0, "p", formula, None, "conditional", {}, text, "stop", 1))
+    return parse_sample(GeneratedSample(prompt_index, 0, "p", formula, None, "conditional", {}, text, "stop", 1))
 
 
 BLOCK = "<CIF>\nP1\n5 5 5\n90 90 90\nMg 1 0 0 0\nIn 1 0.5 0.5 0.5\nIn 1 0.5 0 0\n</CIF>"

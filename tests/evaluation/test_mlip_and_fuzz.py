@@ -11,7 +11,7 @@ from crystalreasoner.config import load_config
 from crystalreasoner.data import encode_structure
 from crystalreasoner.evaluation.mlip import MLIPConfig, relax, relax_many
 from crystalreasoner.evaluation.stage import EvaluateConfig, evaluate_samples, summarize
-from crystalreasoner.generation.stage import GeneratedSample, _parse
+from crystalreasoner.generation.stage import GeneratedSample, parse_sample
 
 NACL = Structure.from_spacegroup(
     "Fm-3m", Lattice.cubic(5.8), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]]
@@ -37,7 +37,7 @@ def test_broken_structures_are_recorded_not_raised():
 
 
 def _sample(index: int, text: str) -> GeneratedSample:
-    return _parse(GeneratedSample(index, 0, "p", "NaCl", None, "conditional", {}, text, "stop", 1))
+    return parse_sample(GeneratedSample(index, 0, "p", "NaCl", None, "conditional", {}, text, "stop", 1))
 
 
 def test_fuzzed_batch_scores_every_sample_and_records_why():

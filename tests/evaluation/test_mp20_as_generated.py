@@ -7,7 +7,7 @@ import pytest
 from crystalreasoner.config import load_config
 from crystalreasoner.data import DatasetBundle, load_dataset
 from crystalreasoner.evaluation.stage import EvaluateConfig, evaluate_samples, novelty_reference, summarize
-from crystalreasoner.generation.stage import GeneratedSample, _parse
+from crystalreasoner.generation.stage import GeneratedSample, parse_sample
 from crystalreasoner.traces.builder import TraceConfig, build_trace_set
 from crystalreasoner.traces.cache import AnalysisCache
 
@@ -24,7 +24,7 @@ def held_out_samples(tmp_path_factory):
         traces = build_trace_set(bundle, config, cache)
     records = [r for s in HELD_OUT for r in traces.splits[s]]
     return [
-        _parse(GeneratedSample(i, 0, r.prompt[0]["content"], r.formula, r.material_id, r.task,
+        parse_sample(GeneratedSample(i, 0, r.prompt[0]["content"], r.formula, r.material_id, r.task,
                                r.properties, r.completion[0]["content"], "stop", 0))
         for i, r in enumerate(records)
     ], {r.material_id: r for s in HELD_OUT for r in mp20.splits[s]}

@@ -9,7 +9,7 @@ import pytest
 from prefect.testing.utilities import prefect_test_harness
 
 from crystalreasoner.data import encode_structure, load_dataset
-from crystalreasoner.generation.stage import GeneratedSample, _parse
+from crystalreasoner.generation.stage import GeneratedSample, parse_sample
 from crystalreasoner.stores import ArtifactKind, open_registry
 from flows.evaluate import evaluate_flow
 
@@ -24,7 +24,7 @@ def _register_generation(registry, folder: Path) -> str:
     records = [r for r in load_dataset("mp20-mini").records("test") if len(r.structure) <= 6][:4]
     texts = [encode_structure(r.structure) for r in records] + ["<CIF>\nP1\nbroken"]
     samples = [
-        _parse(GeneratedSample(i, 0, "p", (records + records)[i].formula, None, "conditional", {}, t, "stop", 1))
+        parse_sample(GeneratedSample(i, 0, "p", (records + records)[i].formula, None, "conditional", {}, t, "stop", 1))
         for i, t in enumerate(texts)
     ]
     folder.mkdir(parents=True)

@@ -1,0 +1,1 @@
+"""Reinforcement learning (GRPO) on the physics reward, and the property specialists."""

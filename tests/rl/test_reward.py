@@ -1,0 +1,59 @@
+"""The SPEC §5 reward on hand-made completions, with exact expected values."""
+
+import pytest
+
+from crystalreasoner.data import encode_structure, load_dataset
+from crystalreasoner.generation.stage import GeneratedSample, parse_sample
+from crystalreasoner.rl.reward import RewardConfig, energy_score, gate, group_rewards
+
+BLOCK = "<CIF>\nP1\n5 5 5\n90 90 90\nMg 1 0 0 0\nIn 1 0.5 0.5 0.5\nIn 1 0.5 0 0\n</CIF>"
+TRACE = "<think>\nSpace group: Pm-3m (No. 221), cubic crystal system.\nCell composition: Mg1 In2 (3 atoms).\n</think>\n"
+
+
+def _sample(text, formula="MgIn2", task="conditional", targets=None):
+    return parse_sample(GeneratedSample(0, 0, "p", formula, None, task, targets or {}, text, "stop", 1))
+
+
+def test_energy_score_and_gate():
+    assert energy_score(None) == 0 and energy_score(0.0) == 1.0 and energy_score(0.4) == pytest.approx(0.8)
+    assert energy_score(1.0) == pytest.approx(0.5) and energy_score(2.0) == pytest.approx(0.25)
+    assert energy_score(-0.2) == pytest.approx(1.1)  # below the hull: kept, not clipped
+    assert gate(BLOCK + "\n") == 1 and gate(BLOCK + " and more") == 0 and gate(BLOCK[:-6]) == 0
+
+
+def test_validity_terms_exactly():
+    config = RewardConfig(mlip=None)
+    valid, wrong_formula, overlapping, unclosed, garbage = group_rewards([
+        _sample(BLOCK),
+        _sample(BLOCK, formula="NaCl"),
+        _sample(BLOCK.replace("In 1 0.5 0 0", "In 1 0.02 0 0")),  # 0.1 Å from Mg
+        _sample(BLOCK.replace("</CIF>", "")),
+        _sample("no structure at all"),
+    ], config)
+    assert valid.reward == pytest.approx(1.0)  # 0.1 + 0.3 + 0.3 + 0.3
+    assert wrong_formula.reward == pytest.approx(0.7)
+    assert overlapping.reward == pytest.approx(0.7)  # parses, SMACT and composition hold
+    assert unclosed.reward == 0 and unclosed.terms["gate"] == 0
+    assert garbage.reward == 0 and "parse" in garbage.errors
+
+
+def test_trace_consistency_and_space_group_terms():
+    config = RewardConfig(mlip=None, trace_consistency=1.0, specialist="space_group")
+    honest, wrong_group = group_rewards([
+        _sample(TRACE + BLOCK, task="space_group", targets={"spacegroup_number": 123}),
+        _sample(TRACE.replace("No. 221", "No. 2"), task="space_group", targets={"spacegroup_number": 99}),
+    ], config)
+    # the cell is P4/mmm (123), not the Pm-3m the trace claims; its composition claim holds
+    assert honest.terms["spacegroup_match"] == 1
+    assert honest.terms["trace_consistency"] == pytest.approx(0.5)
+    assert honest.reward == pytest.approx(1.0 + 0.5 + 1.0)
+    assert wrong_group.reward == 0  # no structure block: gated
+
+
+@pytest.mark.integration
+def test_energy_term_from_a_chgnet_relaxation_of_a_real_crystal():
+    record = next(r for r in load_dataset("mp20-mini").records("test") if len(r.structure) <= 4)
+    sample = _sample(encode_structure(record.structure), formula=record.formula)
+    (breakdown,) = group_rewards([sample], RewardConfig())
+    assert breakdown.e_above_hull is not None and breakdown.e_above_hull < 0.2
+    assert breakdown.reward == pytest.approx(1.0 + 10 * energy_score(breakdown.e_above_hull))
