@@ -170,6 +170,34 @@ def sft(
     console.print(doc.summary)
 
 
+@app.command()
+def rl(
+    preset: Annotated[str, typer.Option(help="RL preset (tiny-cpu, tiny-cpu-trace, tiny-cpu-space-group, ...) or YAML file.")] = "tiny-cpu",
+    set_: Annotated[list[str], typer.Option("--set", help="Override a key: --set reward.trace_consistency=1")] = [],  # noqa: B006
+    checkpoint: Annotated[str | None, typer.Option(help="SFT checkpoint artifact id or folder (default: latest).")] = None,
+    traces_id: Annotated[str | None, typer.Option("--traces", help="Prompts from this trace set (default: the checkpoint's).")] = None,
+    resume: Annotated[bool, typer.Option(help="Resume from the run's last checkpoint if there is one.")] = True,
+    store: StoreOption = None,
+) -> None:
+    """GRPO on the physics reward (TRL GRPOTrainer, our sampler); every reward term is logged."""
+    from rich.console import Console
+
+    from crystalreasoner.config import load_config
+    from crystalreasoner.errors import CrystalReasonerError
+    from crystalreasoner.rl.grpo import RLConfig, RLStage
+
+    console = Console()
+    try:
+        config = load_config(RLConfig, preset, _parse_overrides(set_))
+        with _registry(store) as registry:
+            start = _checkpoint_id(registry, checkpoint)
+            doc = RLStage(config).run(registry, start, traces_id=traces_id, resume=resume)
+    except CrystalReasonerError as exc:
+        raise _fail(exc) from exc
+    console.print(f"[green]checkpoint[/] {doc.artifact_id} -> {doc.location}")
+    console.print(doc.summary)
+
+
 def _checkpoint_id(registry, checkpoint: str | None) -> str:
     """An artifact id, a checkpoint folder on disk (registered on first use), or the latest."""
     from crystalreasoner.errors import ArtifactNotFoundError

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import ClassVar, Literal
+from typing import Literal
 
 from pydantic import field_validator
 from pymatgen.core import Structure
@@ -34,7 +34,6 @@ TRACE_TERMS = ("trace_spacegroup", "trace_composition", "trace_orbits", "trace_v
 class RewardConfig(StageConfig):
     """Weights of the reward terms (SPEC §5 defaults) and the optional extras."""
 
-    preset_folder: ClassVar[str] = "reward"
     parse: float = 0.1
     structural: float = 0.3
     smact: float = 0.3

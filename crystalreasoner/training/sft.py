@@ -80,6 +80,28 @@ class TimeBudget(TrainerCallback):
         return control
 
 
+def publish_checkpoint(
+    trainer, tokenizer, final: Path, title: str, config: dict, metrics: dict, data: dict,
+    extra_files: list[Path] = (),
+) -> Path:
+    """Safetensors weights, tokenizer, training log, metrics and model card in ``final``.
+
+    The trainer's pickled ``training_args.bin`` is removed: what we publish loads without pickle.
+    """
+    import shutil
+
+    trainer.save_model(str(final))
+    (final / "training_args.bin").unlink(missing_ok=True)
+    tokenizer.save_pretrained(final)
+    (final / "log_history.json").write_text(json.dumps(trainer.state.log_history, indent=1))
+    (final / "metrics.json").write_text(json.dumps(metrics, indent=1))
+    for path in extra_files:
+        if Path(path).exists():
+            shutil.copy(path, final / Path(path).name)
+    write_model_card(final, title, config, metrics, data)
+    return final
+
+
 def _answer_texts(dataset) -> list[str]:
     return [p[0]["content"] + c[0]["content"] for p, c in zip(dataset["prompt"], dataset["completion"])]
 
@@ -166,12 +188,6 @@ class SFTStage:
         train_seconds = time.monotonic() - started
         eval_metrics = trainer.evaluate()
 
-        final = run_dir / "final"
-        trainer.save_model(str(final))
-        (final / "training_args.bin").unlink(missing_ok=True)  # a pickle: not in what we publish
-        tokenizer.save_pretrained(final)
-        history = trainer.state.log_history
-        (final / "log_history.json").write_text(json.dumps(history, indent=1))
         metrics = {
             "train_loss": result.training_loss,
             "eval_loss": eval_metrics.get("eval_loss"),
@@ -182,13 +198,9 @@ class SFTStage:
             "train_seconds_this_process": round(train_seconds, 1),
             "parameters": sum(p.numel() for p in model.parameters()),
         }
-        (final / "metrics.json").write_text(json.dumps(metrics, indent=1))
-        write_model_card(
-            final,
-            f"SFT on {traces.name}",
-            cfg.model_dump(mode="json"),
-            metrics,
-            {"traces": traces_id, "traces_summary": traces.summary, "tokenizer": tokenizer_doc.artifact_id},
+        final = publish_checkpoint(
+            trainer, tokenizer, run_dir / "final", f"SFT on {traces.name}", cfg.model_dump(mode="json"),
+            metrics, {"traces": traces_id, "traces_summary": traces.summary, "tokenizer": tokenizer_doc.artifact_id},
         )
         return registry.register(
             ArtifactKind.CHECKPOINT,

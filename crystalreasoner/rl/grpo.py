@@ -1,0 +1,216 @@
+"""GRPO from an SFT checkpoint with TRL's ``GRPOTrainer`` and the physics reward (SPEC §5).
+
+Completions are sampled by our continuous-batching sampler (the trainer's ``generate`` is the
+CPU bottleneck), rewards are computed per generation batch with :func:`group_rewards`, and
+every reward term is logged per step (mean, and the share of samples failing each gate).
+Runs checkpoint and resume like SFT; the final checkpoint records the SFT checkpoint it started
+from as its parent.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+from transformers.trainer_utils import get_last_checkpoint
+
+from crystalreasoner.config import StageConfig
+from crystalreasoner.errors import ArtifactNotFoundError, ConfigError
+from crystalreasoner.generation.sampler import ContinuousBatchSampler, Request, SamplingParams
+from crystalreasoner.generation.stage import GeneratedSample, PromptSpec, parse_sample, prompts_from_traces
+from crystalreasoner.hashing import sha256_json
+from crystalreasoner.rl.reward import RewardConfig, group_rewards
+from crystalreasoner.stores import ArtifactDoc, ArtifactKind, ArtifactRegistry
+from crystalreasoner.training.models import load_checkpoint
+from crystalreasoner.training.sft import TimeBudget, publish_checkpoint
+
+#: our defaults for ``trl.GRPOConfig`` (SPEC §5: no KL term, T = 1); presets override them
+GRPO_DEFAULTS: dict[str, Any] = {
+    "learning_rate": 1e-5,
+    "beta": 0.0,
+    "temperature": 1.0,
+    "top_k": 50,
+    "top_p": 1.0,
+    "num_generations": 8,
+    "per_device_train_batch_size": 8,
+    "max_completion_length": 1024,
+    "logging_steps": 1,
+    "save_strategy": "steps",
+    "save_steps": 10,
+    "save_total_limit": 2,
+    "report_to": "none",
+    "lr_scheduler_type": "constant",
+}
+
+
+class RLConfig(StageConfig):
+    """An RL run: which prompts, which reward, and TRL's knobs (``trl_args``) passed through."""
+
+    preset_folder: ClassVar[str] = "rl"
+    task: str = "conditional"  # prompts of this task from the SFT checkpoint's trace set
+    split: str = "train"
+    max_prompts: int | None = None
+    reward: RewardConfig = RewardConfig()
+    max_minutes: float | None = None
+    seed: int = 0
+    trl_args: dict[str, Any] = {}
+
+    def run_key(self, checkpoint_id: str) -> str:
+        config = self.model_dump(mode="json", exclude={"max_minutes"})
+        return sha256_json({"config": config, "checkpoint": checkpoint_id})[:16]
+
+
+def _grpo_trainer_class():
+    """``GRPOTrainer`` with its generation step replaced by our continuous-batching sampler."""
+    import trl
+
+    class FastGRPOTrainer(trl.GRPOTrainer):
+        def _generate_single_turn(self, prompt_ids, images, multimodal_fields, num_generations, has_tool_images=False):
+            model = self.accelerator.unwrap_model(self.model_wrapped)
+            was_training = model.training
+            params = SamplingParams(
+                temperature=self.args.temperature, top_k=self.args.top_k or 0, top_p=self.args.top_p,
+                max_new_tokens=self.args.max_completion_length, seed=self.args.seed + self.state.global_step,
+            )
+            with torch.no_grad():
+                sampler = ContinuousBatchSampler(model, stop_ids=set(self.eos_token_ids))
+                requests = [Request(str(i), list(ids)) for i, ids in enumerate(prompt_ids)]
+                done = {int(c.request_id): c.token_ids for c in sampler.generate(requests, params)}
+            model.train(was_training)
+            return [done[i] for i in range(len(prompt_ids))], None
+
+    return FastGRPOTrainer
+
+
+class RewardLog:
+    """The TRL reward function: parses completions, scores the group, logs every term."""
+
+    __name__ = "crystal_reward"
+
+    def __init__(self, tokenizer, config: RewardConfig, path: Path):
+        self.tokenizer, self.config, self.path = tokenizer, config, path
+
+    def __call__(self, prompts, completions, completion_ids, formula, task, targets, log_metric=None, trainer_state=None, **_):
+        samples = []
+        for i, ids in enumerate(completion_ids):
+            text = self.tokenizer.decode(ids, skip_special_tokens=False).replace(self.tokenizer.eos_token, "")
+            samples.append(parse_sample(GeneratedSample(
+                i, 0, "", formula[i], None, task[i], json.loads(targets[i]), text, "stop", len(ids)
+            )))
+        started = time.perf_counter()
+        rewards = group_rewards(samples, self.config)
+        step = {
+            "step": trainer_state.global_step if trainer_state else None,
+            "reward_seconds": round(time.perf_counter() - started, 2),
+            "reward": sum(r.reward for r in rewards) / len(rewards),
+        }
+        names = sorted({name for r in rewards for name in r.terms})
+        for name in names:
+            values = [r.terms.get(name, 0.0) for r in rewards]
+            step[f"{name}/mean"] = sum(values) / len(values)
+            if name != "energy":
+                step[f"{name}/fail_share"] = sum(v == 0 for v in values) / len(values)
+        e_hull = [r.e_above_hull for r in rewards if r.e_above_hull is not None]
+        step["e_above_hull/mean"] = sum(e_hull) / len(e_hull) if e_hull else None
+        step["errors"] = {stage: sum(stage in r.errors for r in rewards) for stage in ("parse", "mlip", "hull", "property")}
+        with self.path.open("a") as handle:
+            handle.write(json.dumps(step) + "\n")
+        if log_metric:
+            for key, value in step.items():
+                if isinstance(value, float):
+                    log_metric(f"reward_terms/{key}", value)
+        return [r.reward for r in rewards]
+
+
+def _prompt_dataset(prompts: list[PromptSpec]):
+    from datasets import Dataset
+
+    return Dataset.from_list([
+        {"prompt": [{"role": "user", "content": p.prompt}], "formula": p.formula, "task": p.task,
+         "targets": json.dumps(p.targets)}
+        for p in prompts
+    ])
+
+
+@dataclass
+class RLStage:
+    """GRPO from a registered SFT checkpoint; registers the RL checkpoint with its reward log."""
+
+    config: RLConfig
+
+    def prompts(
+        self, registry: ArtifactRegistry, checkpoint_id: str, traces_id: str | None = None, split: str | None = None
+    ) -> list[PromptSpec]:
+        """The prompts of this run's task from ``traces_id`` or the checkpoint's own trace set."""
+        if traces_id is None:
+            traces = next((d for d in registry.lineage(checkpoint_id) if d.kind == "traces"), None)
+            if traces is None:
+                raise ArtifactNotFoundError(
+                    f"checkpoint {checkpoint_id} has no trace set in its lineage: pass the traces to use"
+                )
+            traces_id = traces.artifact_id
+        prompts = prompts_from_traces(registry.get(traces_id).location, split or self.config.split, self.config.task)
+        if not prompts:
+            raise ConfigError(f"the trace set {traces_id} has no {self.config.task!r} prompts in {split or self.config.split}")
+        return prompts[: self.config.max_prompts]
+
+    def run(
+        self,
+        registry: ArtifactRegistry,
+        checkpoint_id: str,
+        *,
+        traces_id: str | None = None,
+        run_dir: str | Path | None = None,
+        resume: bool = True,
+    ) -> ArtifactDoc:
+        import trl
+
+        cfg = self.config
+        start_doc = registry.get(checkpoint_id)
+        run_dir = Path(run_dir or registry.spec.files_root / "runs" / f"rl-{cfg.run_key(checkpoint_id)}")
+        run_dir.mkdir(parents=True, exist_ok=True)
+        model, tokenizer = load_checkpoint(start_doc.location)
+        model.train()
+        prompts = self.prompts(registry, checkpoint_id, traces_id)
+        args = trl.GRPOConfig(
+            output_dir=str(run_dir / "trainer"), seed=cfg.seed, use_cpu=not torch.cuda.is_available(),
+            **{**GRPO_DEFAULTS, **cfg.trl_args},
+        )
+        reward_log = run_dir / "reward_terms.jsonl"
+        trainer = _grpo_trainer_class()(
+            model=model,
+            reward_funcs=[RewardLog(tokenizer, cfg.reward, reward_log)],
+            args=args,
+            train_dataset=_prompt_dataset(prompts),
+            processing_class=tokenizer,
+            callbacks=[TimeBudget(cfg.max_minutes)],
+        )
+        last = get_last_checkpoint(args.output_dir) if resume else None
+        started = time.monotonic()
+        result = trainer.train(resume_from_checkpoint=last)
+        metrics = {
+            "train_loss": result.training_loss,
+            "global_step": trainer.state.global_step,
+            "max_steps": trainer.state.max_steps,
+            "resumed_from": last,
+            "train_seconds_this_process": round(time.monotonic() - started, 1),
+            "prompts": len(prompts),
+            "started_from": checkpoint_id,
+        }
+        final = publish_checkpoint(
+            trainer, tokenizer, run_dir / "final", f"GRPO from {start_doc.name}", cfg.model_dump(mode="json"),
+            metrics, {"sft_checkpoint": checkpoint_id}, extra_files=[reward_log],
+        )
+        return registry.register(
+            ArtifactKind.CHECKPOINT,
+            name=f"rl ({cfg.reward.specialist}) from {start_doc.name}",
+            config=cfg.model_dump(mode="json"),
+            parents=[checkpoint_id],
+            files=sorted(p for p in final.iterdir() if p.is_file()),
+            location=final,
+            summary=metrics,
+        )

@@ -1,0 +1,31 @@
+"""GRPO through TRL's GRPOTrainer with our sampler and reward: terms logged, checkpoint linked
+to the SFT checkpoint it started from, and a second run of the same config resumes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from crystalreasoner.rl.grpo import RLConfig, RLStage
+from crystalreasoner.training.sft import SFTConfig, SFTStage
+
+from .conftest import TINY_MODEL
+
+RL_FAST = {"num_generations": 2, "per_device_train_batch_size": 4, "max_completion_length": 24,
+           "max_steps": 2, "save_steps": 1}
+
+
+def test_grpo_from_sft_logs_reward_terms_and_resumes(registry, traces_id, tmp_path):
+    sft = SFTStage(SFTConfig(model=TINY_MODEL, max_length=512, eval_samples=2,
+                             trl_args={"max_steps": 2, "per_device_train_batch_size": 4, "eval_steps": 1000}))
+    sft_id = sft.run(registry, traces_id).artifact_id
+    config = RLConfig(split="train", reward={"mlip": None}, trl_args=RL_FAST)
+    run_dir = tmp_path / "rl"
+    doc = RLStage(config).run(registry, sft_id, run_dir=run_dir)
+    assert [d.artifact_id for d in registry.lineage(doc.artifact_id)][0] == sft_id
+    assert doc.summary["global_step"] == 2 and doc.summary["started_from"] == sft_id
+    steps = [json.loads(line) for line in (Path(doc.location) / "reward_terms.jsonl").read_text().splitlines()]
+    assert len(steps) == 2
+    assert {"reward", "gate/mean", "gate/fail_share", "parsed/mean", "energy/mean"} <= set(steps[0])
+    again = RLStage(config).run(registry, sft_id, run_dir=run_dir)
+    assert again.summary["resumed_from"].endswith("checkpoint-2")
