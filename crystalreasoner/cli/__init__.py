@@ -198,6 +198,64 @@ def rl(
     console.print(doc.summary)
 
 
+@app.command()
+def compare(
+    checkpoints: Annotated[list[str], typer.Argument(help="Checkpoint ids or folders; the first is the baseline.")],
+    preset: Annotated[str, typer.Option(help="RL preset whose reward and task to use.")] = "tiny-cpu",
+    set_: Annotated[list[str], typer.Option("--set", help="Override a key of the RL preset.")] = [],  # noqa: B006
+    traces_id: Annotated[str | None, typer.Option("--traces", help="Prompts from this trace set (default: the first checkpoint's).")] = None,
+    split: Annotated[str, typer.Option(help="Held-out split of the prompts.")] = "val",
+    max_prompts: Annotated[int | None, typer.Option(help="Use only the first N prompts.")] = 32,
+    n: Annotated[int, typer.Option("-n", "--n", help="Samples per prompt.")] = 4,
+    seed: Annotated[int, typer.Option(help="Sampling seed, the same for every checkpoint.")] = 0,
+    out: Annotated[Path | None, typer.Option(help="Write the comparison here as JSON.")] = None,
+    store: StoreOption = None,
+) -> None:
+    """Paired comparison on held-out prompts: mean reward and the evaluation's columns."""
+    import json
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from crystalreasoner.config import load_config
+    from crystalreasoner.errors import CrystalReasonerError
+    from crystalreasoner.generation.stage import GenerateConfig
+    from crystalreasoner.rl.compare import COLUMNS, paired_difference, score_checkpoint
+    from crystalreasoner.rl.grpo import RLConfig, RLStage
+
+    console = Console()
+    try:
+        config = load_config(RLConfig, preset, _parse_overrides(set_))
+        with _registry(store) as registry:
+            ids = [_checkpoint_id(registry, c) for c in checkpoints]
+            prompts = RLStage(config.model_copy(update={"max_prompts": max_prompts})).prompts(
+                registry, ids[0], traces_id, split
+            )
+            generate_config = GenerateConfig(n_samples=n, seed=seed)
+            results = []
+            for checkpoint_id in ids:
+                with console.status(f"sampling and scoring {checkpoint_id}"):
+                    results.append(score_checkpoint(registry, checkpoint_id, prompts, config.reward, generate_config))
+    except CrystalReasonerError as exc:
+        raise _fail(exc) from exc
+    table = Table("metric", *[r["checkpoint"][:8] for r in results],
+                  title=f"{len(prompts)} {split} prompts x {n} samples, seed {seed}")
+    table.add_row("reward", *[f"{r['reward']['mean']:.3f} ± {r['reward']['stderr']:.3f}" for r in results])
+    for name in COLUMNS:
+        if name in results[0]:
+            table.add_row(f"{name} %", *[f"{r[name]['mean']:.1f} ± {r[name]['stderr']:.1f}" for r in results])
+    table.add_row("relaxed samples", *[str(r["relaxed"]) for r in results])
+    table.add_row("E_hull mean (eV/atom)", *[f"{r['e_above_hull_mean']:.3f}" if r["e_above_hull_mean"] is not None else "-" for r in results])
+    table.add_row("stable (< 0.1) %", *[f"{100 * r['stable_share']:.1f}" for r in results])
+    console.print(table)
+    for result in results[1:]:
+        diff = paired_difference(results[0], result)
+        console.print(f"paired reward difference {result['checkpoint'][:8]} - {results[0]['checkpoint'][:8]}: "
+                      f"{diff['mean']:+.3f} ± {diff['stderr']:.3f} over {diff['prompts']} prompts")
+    if out:
+        out.write_text(json.dumps(results, indent=1))
+
+
 def _checkpoint_id(registry, checkpoint: str | None) -> str:
     """An artifact id, a checkpoint folder on disk (registered on first use), or the latest."""
     from crystalreasoner.errors import ArtifactNotFoundError

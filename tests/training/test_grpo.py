@@ -29,3 +29,19 @@ def test_grpo_from_sft_logs_reward_terms_and_resumes(registry, traces_id, tmp_pa
     assert {"reward", "gate/mean", "gate/fail_share", "parsed/mean", "energy/mean"} <= set(steps[0])
     again = RLStage(config).run(registry, sft_id, run_dir=run_dir)
     assert again.summary["resumed_from"].endswith("checkpoint-2")
+
+
+def test_paired_comparison_uses_the_same_prompts_and_seed(registry, traces_id):
+    from crystalreasoner.generation.stage import GenerateConfig
+    from crystalreasoner.rl.compare import paired_difference, score_checkpoint
+    from crystalreasoner.rl.reward import RewardConfig
+
+    sft = SFTStage(SFTConfig(model=TINY_MODEL, max_length=512, eval_samples=2,
+                             trl_args={"max_steps": 1, "per_device_train_batch_size": 4, "eval_steps": 1000}))
+    sft_id = sft.run(registry, traces_id).artifact_id
+    prompts = RLStage(RLConfig()).prompts(registry, sft_id, split="val")
+    generate = GenerateConfig(n_samples=2, max_new_tokens=16, seed=3)
+    first, again = (score_checkpoint(registry, sft_id, prompts, RewardConfig(mlip=None), generate) for _ in range(2))
+    assert first["per_prompt_reward"] == again["per_prompt_reward"]  # same seed, same samples
+    assert paired_difference(first, again) == {"mean": 0.0, "stderr": 0.0, "prompts": len(prompts)}
+    assert {"reward", "parsed", "composition_match"} <= set(first)
