@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
+from transformers import TrainerCallback
 from transformers.trainer_utils import get_last_checkpoint
 
 from crystalreasoner.config import StageConfig
@@ -64,12 +65,39 @@ class RLConfig(StageConfig):
         return sha256_json({"config": config, "checkpoint": checkpoint_id})[:16]
 
 
+class StepTimer(TrainerCallback):
+    """Seconds per GRPO step split into generation, reward (of which MLIP) and the rest (update).
+
+    The trainer adds generation time, the reward function reward and MLIP time; each step's
+    split is appended to ``step_times.jsonl`` in the run folder.
+    """
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.current = {"generation": 0.0, "reward": 0.0, "mlip": 0.0}
+        self.started = 0.0
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        self.started = time.perf_counter()
+        self.current = dict.fromkeys(self.current, 0.0)
+
+    def on_step_end(self, args, state, control, **kwargs):
+        total = time.perf_counter() - self.started
+        split = {k: round(v, 2) for k, v in self.current.items()}
+        split["update"] = round(total - self.current["generation"] - self.current["reward"], 2)
+        with self.path.open("a") as handle:
+            handle.write(json.dumps({"step": state.global_step, "total": round(total, 2), **split}) + "\n")
+
+
 def _grpo_trainer_class():
     """``GRPOTrainer`` with its generation step replaced by our continuous-batching sampler."""
     import trl
 
     class FastGRPOTrainer(trl.GRPOTrainer):
+        timer: StepTimer | None = None
+
         def _generate_single_turn(self, prompt_ids, images, multimodal_fields, num_generations, has_tool_images=False):
+            started = time.perf_counter()
             model = self.accelerator.unwrap_model(self.model_wrapped)
             was_training = model.training
             params = SamplingParams(
@@ -81,6 +109,8 @@ def _grpo_trainer_class():
                 requests = [Request(str(i), list(ids)) for i, ids in enumerate(prompt_ids)]
                 done = {int(c.request_id): c.token_ids for c in sampler.generate(requests, params)}
             model.train(was_training)
+            if self.timer:
+                self.timer.current["generation"] += time.perf_counter() - started
             return [done[i] for i in range(len(prompt_ids))], None
 
     return FastGRPOTrainer
@@ -91,8 +121,8 @@ class RewardLog:
 
     __name__ = "crystal_reward"
 
-    def __init__(self, tokenizer, config: RewardConfig, path: Path):
-        self.tokenizer, self.config, self.path = tokenizer, config, path
+    def __init__(self, tokenizer, config: RewardConfig, path: Path, timer: StepTimer | None = None):
+        self.tokenizer, self.config, self.path, self.timer = tokenizer, config, path, timer
 
     def __call__(self, prompts, completions, completion_ids, formula, task, targets, log_metric=None, trainer_state=None, **_):
         samples = []
@@ -103,9 +133,15 @@ class RewardLog:
             )))
         started = time.perf_counter()
         rewards = group_rewards(samples, self.config)
+        seconds = time.perf_counter() - started
+        mlip_seconds = sum(r.mlip_seconds for r in rewards)
+        if self.timer:
+            self.timer.current["reward"] += seconds
+            self.timer.current["mlip"] += mlip_seconds
         step = {
             "step": trainer_state.global_step if trainer_state else None,
-            "reward_seconds": round(time.perf_counter() - started, 2),
+            "reward_seconds": round(seconds, 2),
+            "mlip_seconds": round(mlip_seconds, 2),
             "reward": sum(r.reward for r in rewards) / len(rewards),
         }
         names = sorted({name for r in rewards for name in r.terms})
@@ -181,14 +217,16 @@ class RLStage:
             **{**GRPO_DEFAULTS, **cfg.trl_args},
         )
         reward_log = run_dir / "reward_terms.jsonl"
+        timer = StepTimer(run_dir / "step_times.jsonl")
         trainer = _grpo_trainer_class()(
             model=model,
-            reward_funcs=[RewardLog(tokenizer, cfg.reward, reward_log)],
+            reward_funcs=[RewardLog(tokenizer, cfg.reward, reward_log, timer)],
             args=args,
             train_dataset=_prompt_dataset(prompts),
             processing_class=tokenizer,
-            callbacks=[TimeBudget(cfg.max_minutes)],
+            callbacks=[TimeBudget(cfg.max_minutes), timer],
         )
+        trainer.timer = timer
         last = get_last_checkpoint(args.output_dir) if resume else None
         started = time.monotonic()
         result = trainer.train(resume_from_checkpoint=last)
@@ -203,7 +241,7 @@ class RLStage:
         }
         final = publish_checkpoint(
             trainer, tokenizer, run_dir / "final", f"GRPO from {start_doc.name}", cfg.model_dump(mode="json"),
-            metrics, {"sft_checkpoint": checkpoint_id}, extra_files=[reward_log],
+            metrics, {"sft_checkpoint": checkpoint_id}, extra_files=[reward_log, timer.path],
         )
         return registry.register(
             ArtifactKind.CHECKPOINT,

@@ -73,6 +73,7 @@ class RewardBreakdown:
     terms: dict[str, float] = field(default_factory=dict)
     e_above_hull: float | None = None
     errors: dict[str, str] = field(default_factory=dict)
+    mlip_seconds: float = 0.0
 
 
 def group_rewards(
@@ -106,7 +107,8 @@ def group_rewards(
     if config.mlip is not None and relaxed_ok:
         results = relax_many([structures[i] for i in relaxed_ok], config.mlip)
         apply_relaxations(rows, dict(zip(relaxed_ok, results)), hull or hull_reference(config.hull_reference))
-        for i in relaxed_ok:
+        for i, result in zip(relaxed_ok, results):
+            out[i].mlip_seconds = result.seconds
             out[i].e_above_hull = rows[i].e_above_hull
             out[i].errors.update(rows[i].errors)
         if config.specialist in ("elasticity", "thermal_expansion"):

@@ -26,6 +26,8 @@ def test_grpo_from_sft_logs_reward_terms_and_resumes(registry, traces_id, tmp_pa
     assert doc.summary["global_step"] == 2 and doc.summary["started_from"] == sft_id
     steps = [json.loads(line) for line in (Path(doc.location) / "reward_terms.jsonl").read_text().splitlines()]
     assert len(steps) == 2
+    times = [json.loads(line) for line in (Path(doc.location) / "step_times.jsonl").read_text().splitlines()]
+    assert len(times) == 2 and all(t["generation"] > 0 and t["update"] > 0 for t in times)
     assert {"reward", "gate/mean", "gate/fail_share", "parsed/mean", "energy/mean"} <= set(steps[0])
     again = RLStage(config).run(registry, sft_id, run_dir=run_dir)
     assert again.summary["resumed_from"].endswith("checkpoint-2")

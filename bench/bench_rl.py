@@ -1,0 +1,57 @@
+"""Seconds per GRPO step split into generation, reward (of which MLIP) and update.
+
+Run: ``.venv/bin/python bench/bench_rl.py --checkpoint DIR_OR_ID --traces TRACES_ID [--steps 3]``
+(default checkpoint: the shipped tiny-cpu one; its prompts come from ``--traces``, a trace set
+of the same dataset). Uses the ``tiny-cpu`` RL preset in a fresh temporary run folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from crystalreasoner.config import load_config
+from crystalreasoner.rl.grpo import RLConfig, RLStage
+from crystalreasoner.stores import ArtifactKind, open_registry
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--checkpoint", help="checkpoint artifact id or folder (default: shipped tiny-cpu)")
+    parser.add_argument("--traces", required=True, help="trace-set artifact id for the prompts")
+    parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--preset", default="tiny-cpu")
+    args = parser.parse_args()
+    from crystalreasoner.checkpoints import shipped_checkpoint
+
+    config = load_config(RLConfig, args.preset, {"trl_args.max_steps": args.steps, "trl_args.save_steps": 1000})
+    with open_registry() as registry:
+        checkpoint = args.checkpoint or str(shipped_checkpoint("tiny-cpu"))
+        if Path(checkpoint).is_dir():
+            folder = Path(checkpoint).resolve()
+            checkpoint = registry.register(
+                ArtifactKind.CHECKPOINT, name=f"checkpoint {folder.name}", config={"path": str(folder)},
+                files=sorted(p for p in folder.iterdir() if p.is_file()), location=folder,
+            ).artifact_id
+        with tempfile.TemporaryDirectory() as run_dir:
+            RLStage(config).run(registry, checkpoint, traces_id=args.traces, run_dir=run_dir, resume=False)
+            steps = [json.loads(line) for line in (Path(run_dir) / "step_times.jsonl").read_text().splitlines()]
+    table = Table(title=f"GRPO step time, preset {args.preset}, {len(steps)} steps (s)")
+    for column in ("step", "total", "generation", "reward", "of which MLIP", "update", "MLIP share"):
+        table.add_column(column, justify="right")
+    for s in steps:
+        table.add_row(str(s["step"]), f"{s['total']:.1f}", f"{s['generation']:.1f}", f"{s['reward']:.1f}",
+                      f"{s['mlip']:.1f}", f"{s['update']:.1f}", f"{100 * s['mlip'] / s['total']:.0f} %")
+    total = {k: sum(s[k] for s in steps) for k in ("total", "generation", "reward", "mlip", "update")}
+    table.add_row("all", *(f"{total[k]:.1f}" for k in ("total", "generation", "reward", "mlip", "update")),
+                  f"{100 * total['mlip'] / total['total']:.0f} %")
+    Console().print(table)
+
+
+if __name__ == "__main__":
+    main()
