@@ -34,3 +34,33 @@ def tiny_cdvae_dir(tmp_path_factory):
         frame = pd.read_csv(bundled_data_dir() / "mp_20_subset" / f"{split}.csv.gz")
         frame.head(n).to_csv(folder / f"{split}.csv", index=False)
     return folder
+
+
+FAKE_MONGO_URI = "mongodb://crysreas:not-a-secret@mongo.invalid:27017/crystalreasoner"
+
+
+@pytest.fixture
+def mongomock_store(monkeypatch):
+    """The shipped ``mongo`` store spec on mongomock (no MongoDB server can run here).
+
+    maggma's ``MongoStore``/``GridFSStore`` get one shared in-memory client per URI, so separate
+    stores (and separate flow tasks) see the same data, as they would on a real server.
+    """
+    import mongomock_ng
+    import mongomock_ng.gridfs
+    from maggma.stores import gridfs as maggma_gridfs
+    from maggma.stores import mongolike as maggma_mongolike
+
+    mongomock_ng.gridfs.enable_gridfs_integration()  # gridfs checks for pymongo's types
+    clients: dict[str, mongomock_ng.MongoClient] = {}
+
+    def shared_client(host=None, *args, **kwargs):
+        key = str(host)
+        if key not in clients:
+            clients[key] = mongomock_ng.MongoClient(host, *args, **kwargs)
+        return clients[key]
+
+    monkeypatch.setenv("CRYSREAS_MONGO_URI", FAKE_MONGO_URI)
+    monkeypatch.setattr(maggma_mongolike, "MongoClient", shared_client)
+    monkeypatch.setattr(maggma_gridfs, "MongoClient", shared_client)
+    return "mongo"

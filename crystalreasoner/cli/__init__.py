@@ -370,6 +370,62 @@ def evaluate(
 
 
 @app.command()
+def validate(
+    evaluation_id: Annotated[str, typer.Argument(help="An evaluation artifact id.")],
+    preset: Annotated[str | None, typer.Option(help="Validation preset or YAML file.")] = "default",
+    set_: Annotated[list[str], typer.Option("--set", help="Override a key: --set ranking.top_k=5")] = [],  # noqa: B006
+    store: StoreOption = None,
+) -> None:
+    """Relax the top candidates through atomate2/jobflow (task documents in the store), prepare DFT."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from crystalreasoner.config import load_config
+    from crystalreasoner.errors import CrystalReasonerError
+    from crystalreasoner.validation.stage import ValidationConfig, validate_evaluation
+
+    console = Console()
+    try:
+        config = load_config(ValidationConfig, preset, _parse_overrides(set_))
+        with _registry(store) as registry:
+            with console.status("relaxing candidates through atomate2"):
+                doc = validate_evaluation(registry, evaluation_id, config)
+    except CrystalReasonerError as exc:
+        raise _fail(exc) from exc
+    view = Table("candidate", "formula", "force field", "E (eV)", "E_hull (eV/atom)", "atomate2 job")
+    for r in doc.summary["records"]:
+        e_hull = r["e_above_hull_eV_per_atom"]
+        view.add_row(r["candidate"], r["formula"], str(r["force_field"]),
+                     f"{r['energy_eV']:.3f}" if r["energy_eV"] is not None else "-",
+                     f"{e_hull:.3f}" if e_hull is not None else "-", r["job_uuid"])
+    console.print(view)
+    console.print(doc.summary["dft"]["message"])
+    console.print(f"[green]validation[/] {doc.artifact_id} -> {doc.location}")
+
+
+@app.command()
+def export(
+    validation_id: Annotated[str, typer.Argument(help="A validation artifact id.")],
+    out: Annotated[Path, typer.Option(help="Folder for the CIFs, structures.extxyz and candidates.csv.")] = Path("export"),
+    store: StoreOption = None,
+) -> None:
+    """Copy a validation's structures (CIF, extxyz) and table (CSV, Parquet) out of the store."""
+    from rich.console import Console
+
+    from crystalreasoner.errors import CrystalReasonerError
+
+    try:
+        with _registry(store) as registry:
+            doc = registry.get(validation_id)
+            names = [f.name for f in doc.files if f.name.startswith("export/")]
+            for name in names:
+                registry.fetch_file(validation_id, name, out)
+    except CrystalReasonerError as exc:
+        raise _fail(exc) from exc
+    Console().print(f"[green]exported[/] {len(names)} files to {out / 'export'}")
+
+
+@app.command()
 def artifacts(
     kind: Annotated[str | None, typer.Option(help="Only this kind (dataset, traces, ...).")] = None,
     store: StoreOption = None,

@@ -32,7 +32,7 @@ class ArtifactKind(StrEnum):
     CHECKPOINT = "checkpoint"
     GENERATION = "generation"
     EVALUATION = "evaluation"
-    RELAXATION = "relaxation"
+    VALIDATION = "validation"
     REPORT = "report"
     CAMPAIGN = "campaign"
 

@@ -116,6 +116,18 @@ class StoreSpec(BaseModel):
         return config.build(DEFAULT_KEYS[role])
 
 
+    def job_store(self):
+        """A jobflow ``JobStore`` on the same back ends: job outputs in a ``jobflow_outputs``
+        collection next to the artifacts, large data (trajectories) in ``jobflow_data`` (GridFS
+        when the spec has a GridFS blob store). atomate2 task documents land here."""
+        from jobflow import JobStore
+
+        docs = self.docs.model_copy(update={"collection_name": "jobflow_outputs"})
+        data_config = self.blobs if self.blobs is not None and self.blobs.type == "GridFSStore" else self.docs
+        data = data_config.model_copy(update={"collection_name": "jobflow_data"})
+        return JobStore(docs.build("uuid"), additional_stores={"data": data.build("blob_uuid")})
+
+
 def load_store_spec(name_or_path: str | Path | None = None) -> StoreSpec:
     """Load a store spec by name ("default", "memory", "mongo") or by file path.
 

@@ -70,7 +70,10 @@ def substituted_structures(
         except ValueError:
             return []
     options = []
-    for prediction in sorted(predictions, key=lambda p: -p["probability"])[: config.max_predictions]:
+    def order(prediction: dict) -> tuple:  # ties broken by the mapping: stable across processes
+        return -prediction["probability"], sorted(map(str, prediction["substitutions"].items()))
+
+    for prediction in sorted(predictions, key=order)[: config.max_predictions]:
         mapping = {
             Species.from_str(str(old)): new for new, old in prediction["substitutions"].items()
         }

@@ -1,16 +1,9 @@
 """The trace flow on a real (temporary) Prefect server, registering into the embedded store."""
 
 import pytest
-from prefect.testing.utilities import prefect_test_harness
 
 from crystalreasoner.stores import open_registry
 from flows.traces import traces_flow
-
-
-@pytest.fixture(scope="module")
-def prefect_server():
-    with prefect_test_harness(server_startup_timeout=120):
-        yield
 
 
 @pytest.mark.integration

@@ -1,17 +1,10 @@
 """SFT then generation as Prefect flows on a temporary server, sharing the embedded store."""
 
 import pytest
-from prefect.testing.utilities import prefect_test_harness
 
 from crystalreasoner.stores import open_registry
 from flows.generate import generate_flow
 from flows.sft import sft_flow
-
-
-@pytest.fixture(scope="module")
-def prefect_server():
-    with prefect_test_harness(server_startup_timeout=120):
-        yield
 
 
 @pytest.mark.integration

@@ -1,0 +1,86 @@
+"""Validation stage: top-k candidates of an evaluation -> atomate2 MLIP relaxations in the job
+store -> DFT inputs (or jobs) -> exported structures, all linked to the generation that made them.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, ClassVar
+
+from crystalreasoner.config import StageConfig
+from crystalreasoner.evaluation.stage import generation_samples, hull_reference
+from crystalreasoner.hashing import sha256_json
+from crystalreasoner.stores import ArtifactDoc, ArtifactKind, ArtifactRegistry
+from crystalreasoner.validation.atomate import ValidationRelaxConfig, prepare_dft, relax_candidates
+from crystalreasoner.validation.export import export_structures
+from crystalreasoner.validation.ranking import RankingConfig, load_evaluation_rows, rank_candidates
+
+
+class ValidationConfig(StageConfig):
+    """Which candidates, how to relax them, and whether to prepare DFT."""
+
+    preset_folder: ClassVar[str] = "validate"
+    ranking: RankingConfig = RankingConfig()
+    relax: ValidationRelaxConfig = ValidationRelaxConfig()
+    dft: bool = True
+    hull_reference: str = "bundled"
+
+
+def validate_evaluation(
+    registry: ArtifactRegistry, evaluation_id: str, config: ValidationConfig | None = None, job_store=None
+) -> ArtifactDoc:
+    """Relax the top candidates of ``evaluation_id`` through atomate2 and register the result.
+
+    ``job_store`` defaults to a jobflow store on the registry's own back ends.
+    """
+    config = config or ValidationConfig()
+    evaluation = registry.get(evaluation_id)
+    generation_id = evaluation.parents[0]
+    samples = generation_samples(registry, generation_id)
+    candidates = rank_candidates(load_evaluation_rows(evaluation.location), samples, config.ranking)
+    key = sha256_json({"evaluation": evaluation_id, "config": config.model_dump(mode="json")})[:16]
+    out = registry.spec.files_root / "validations" / key
+    job_store = job_store or registry.spec.job_store()
+    metadata = {"generation": generation_id, "evaluation": evaluation_id}
+    records = relax_candidates(
+        candidates, config.relax, job_store, hull_reference(config.hull_reference), metadata, out / "jobs"
+    )
+    table: list[dict[str, Any]] = []
+    structures = []
+    for candidate, record in zip(candidates, records):
+        row = {
+            "id": f"candidate-{candidate.key}", "candidate": candidate.key, "formula": candidate.formula,
+            "generation": generation_id, "job_uuid": record.job_uuid, "static_uuid": record.static_uuid,
+            "force_field": record.force_field, "energy_eV": record.energy,
+            "energy_per_atom_eV": record.energy_per_atom, "e_above_hull_eV_per_atom": record.e_above_hull,
+            "e_above_hull_at_evaluation": candidate.e_above_hull, "rank_score": candidate.score,
+            "novel": candidate.metrics.get("novel"), "error": record.error,
+        }
+        table.append(row)
+        structures.append(record.structure or candidate.structure)
+    relaxed = [(c, r) for c, r in zip(candidates, records) if r.structure is not None]
+    dft = {"status": "skipped", "message": "dft: false in the validation config"}
+    if config.dft and relaxed:
+        dft = prepare_dft([c for c, _ in relaxed], [r.structure for _, r in relaxed], out / "dft")
+        dft.pop("flows")
+    ok_rows = [row for row in table if row["error"] is None]
+    ok_structures = [s for row, s in zip(table, structures) if row["error"] is None]
+    files = export_structures(ok_rows, ok_structures, out / "export") if ok_rows else []
+    (out / "records.json").write_text(json.dumps(table, indent=1))
+    return registry.register(
+        ArtifactKind.VALIDATION,
+        name=f"validation of {evaluation.name}",
+        config=config.model_dump(mode="json"),
+        parents=[evaluation_id],
+        files=[out / "records.json", *files],
+        location=out,
+        summary={
+            "candidates": len(candidates),
+            "relaxed": len(ok_rows),
+            "failed": {row["candidate"]: row["error"] for row in table if row["error"]},
+            "records": [{k: row[k] for k in ("candidate", "formula", "job_uuid", "force_field",
+                                             "energy_eV", "e_above_hull_eV_per_atom")} for row in table],
+            "dft": dft,
+        },
+    )
