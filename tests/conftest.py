@@ -52,13 +52,17 @@ def mongomock_store(monkeypatch):
     from maggma.stores import mongolike as maggma_mongolike
 
     mongomock_ng.gridfs.enable_gridfs_integration()  # gridfs checks for pymongo's types
-    clients: dict[str, mongomock_ng.MongoClient] = {}
+
+    class ServerClient(mongomock_ng.MongoClient):
+        def close(self) -> None:  # mongomock wipes its data on close; a server keeps it
+            pass
+
+    clients: dict[str, ServerClient] = {}
 
     def shared_client(host=None, *args, **kwargs):
-        key = str(host)
-        if key not in clients:
-            clients[key] = mongomock_ng.MongoClient(host, *args, **kwargs)
-        return clients[key]
+        if str(host) not in clients:
+            clients[str(host)] = ServerClient(host, *args, **kwargs)
+        return clients[str(host)]
 
     monkeypatch.setenv("CRYSREAS_MONGO_URI", FAKE_MONGO_URI)
     monkeypatch.setattr(maggma_mongolike, "MongoClient", shared_client)
