@@ -5,7 +5,7 @@ PIP := $(PY) -m pip
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: install demo test test-slow bench lock clean
+.PHONY: install demo test test-slow bench browser lock clean
 
 $(PY):
 	python3.11 -m venv $(VENV) 2>/dev/null || python3 -m venv $(VENV)
@@ -30,6 +30,10 @@ test-slow: install
 
 bench: install
 	$(PY) bench/run_all.py
+
+# Headless Chromium (Debian's package) for the slow UI screenshot test: make browser test-slow
+browser:
+	command -v chromium >/dev/null || { $$(command -v sudo) apt-get update -qq && $$(command -v sudo) apt-get install -y -qq chromium; }
 
 # Re-pin after changing requirements.in (run inside an up-to-date venv).
 lock: $(PY)

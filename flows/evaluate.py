@@ -20,9 +20,10 @@ from crystalreasoner.evaluation.stage import (
     write_evaluation,
 )
 from crystalreasoner.stores import open_registry
+from flows import BACKOFF, STAGE_CACHE
 
 
-@task
+@task(retries=2, retry_delay_seconds=BACKOFF[:2], cache_policy=STAGE_CACHE, persist_result=True)
 def relax_shard(structures: list[dict], mlip: dict) -> list[RelaxResult]:
     """One worker's share of the relaxations; failures come back as results with a reason."""
     from pymatgen.core import Structure
@@ -30,7 +31,7 @@ def relax_shard(structures: list[dict], mlip: dict) -> list[RelaxResult]:
     return relax_many([Structure.from_dict(s) for s in structures], MLIPConfig(**mlip))
 
 
-@task
+@task(cache_policy=STAGE_CACHE, persist_result=True)
 def finish(generation_id: str, config: EvaluateConfig, rows, samples, store: str | None) -> str:
     with open_registry(store) as registry:
         doc = write_evaluation(registry, generation_id, config, rows, samples)

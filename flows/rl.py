@@ -8,9 +8,10 @@ from prefect.artifacts import create_markdown_artifact
 from crystalreasoner.config import load_config
 from crystalreasoner.rl.grpo import RLConfig, RLStage
 from crystalreasoner.stores import open_registry
+from flows import STAGE_CACHE
 
 
-@task
+@task(cache_policy=STAGE_CACHE, persist_result=True)
 def reinforce(checkpoint_id: str, traces_id: str | None, config: dict, store: str | None) -> str:
     """No automatic retries: a crashed run resumes from its last checkpoint when run again."""
     with open_registry(store) as registry:

@@ -9,10 +9,11 @@ from crystalreasoner.config import load_config
 from crystalreasoner.stores import open_registry
 from crystalreasoner.traces.builder import TraceConfig
 from crystalreasoner.training.sft import SFTConfig, SFTStage
+from flows import STAGE_CACHE
 from flows.traces import build_traces
 
 
-@task
+@task(cache_policy=STAGE_CACHE, persist_result=True)
 def fine_tune(traces_id: str, config: dict, store: str | None) -> str:
     """No automatic retries: a failed run is resumed from its checkpoint by running it again."""
     with open_registry(store) as registry:

@@ -9,9 +9,10 @@ from crystalreasoner.config import load_config
 from crystalreasoner.stores import open_registry
 from crystalreasoner.traces.builder import TraceConfig
 from crystalreasoner.traces.stage import TraceStage
+from flows import BACKOFF, STAGE_CACHE
 
 
-@task(retries=2, retry_delay_seconds=[5, 30])
+@task(retries=2, retry_delay_seconds=BACKOFF[:2], cache_policy=STAGE_CACHE, persist_result=True)
 def build_traces(dataset: str, config: dict, max_atoms: int | None, store: str | None) -> str:
     """Run the trace stage; returns the trace-set artifact id (re-running is an idempotent upsert)."""
     logger = get_run_logger()

@@ -9,9 +9,10 @@ from prefect.artifacts import create_table_artifact
 from crystalreasoner.config import load_config
 from crystalreasoner.stores import open_registry
 from crystalreasoner.validation.stage import ValidationConfig, validate_evaluation
+from flows import BACKOFF, STAGE_CACHE
 
 
-@task(retries=1, retry_delay_seconds=10)
+@task(retries=2, retry_delay_seconds=BACKOFF[:2], cache_policy=STAGE_CACHE, persist_result=True)
 def validate(evaluation_id: str, config: dict, store: str | None) -> str:
     with open_registry(store) as registry:
         doc = validate_evaluation(registry, evaluation_id, ValidationConfig(**config))

@@ -465,41 +465,54 @@ def lineage(
 
 
 @app.command()
-def demo(
-    prompts: Annotated[int, typer.Option(help="Validation prompts to sample.")] = 24,
-    n: Annotated[int, typer.Option("-n", "--n", help="Samples per prompt.")] = 4,
+def campaign(
+    preset: Annotated[str, typer.Option(help="Campaign preset (quick, retrain) or YAML file.")] = "quick",
+    set_: Annotated[list[str], typer.Option("--set", help="Override a key: --set n_prompts=64")] = [],  # noqa: B006
+    retrain: Annotated[bool, typer.Option(help="Train the tiny-cpu model from scratch instead of the shipped one.")] = False,
     store: StoreOption = None,
 ) -> None:
-    """The main job: the quick campaign on the bundled data, as Prefect flows.
-
-    Builds the trace set the shipped ``tiny-cpu`` model was trained on, samples that model on
-    held-out validation prompts and scores the samples.
-    """
+    """Run (or resume) a discovery campaign as Prefect flows; finished stages are skipped."""
     from rich.console import Console
     from rich.table import Table
 
-    from crystalreasoner.checkpoints import shipped_checkpoint
-    from crystalreasoner.config import load_config
+    from crystalreasoner.errors import CrystalReasonerError
     from crystalreasoner.evaluation.report import metric_rows
-    from crystalreasoner.traces.builder import TraceConfig
-    from crystalreasoner.training.sft import SFTConfig
-    from flows.generate import generate_flow
-    from flows.traces import traces_flow
+    from flows.campaign import campaign_flow
 
     console = Console()
-    shipped = shipped_checkpoint("tiny-cpu")
-    sft = load_config(SFTConfig, "tiny-cpu")
-    trace_config = load_config(TraceConfig, sft.traces_preset).model_dump(mode="json")
-    traces_id = traces_flow(sft.dataset, trace_config, 20, store)
-    with _registry(store) as registry:
-        checkpoint_id = _checkpoint_id(registry, str(shipped))
-        lineage = registry.lineage(traces_id)
-    table = generate_flow(checkpoint_id, traces_id, "val", prompts, {"n_samples": n}, store)
-    view = Table("metric", "mean %", "± SE", title=f"shipped tiny-cpu, {prompts} val prompts x {n} samples")
-    for row in metric_rows(table):
-        view.add_row(row["metric"], f"{row['mean %']:.1f}", f"{row['SE']:.1f}")
-    console.print(view)
-    console.print(f"trace set {traces_id} <- " + ", ".join(f"{d.kind} {d.artifact_id}" for d in lineage))
+    overrides = _parse_overrides(set_)
+    if retrain:
+        overrides["retrain"] = True
+    if store:
+        overrides["store"] = store
+    try:
+        result = campaign_flow(preset, overrides)
+        with _registry(store) as registry:
+            evaluation = registry.get(result["ids"]["evaluation"]).summary
+            validation = registry.get(result["ids"]["validation"]).summary if "validation" in result["ids"] else None
+            report = registry.get(result["ids"]["report"])
+    except CrystalReasonerError as exc:
+        raise _fail(exc) from exc
+    stages = Table("stage", "seconds", "artifact", title="campaign stages")
+    for name, info in result["stages"].items():
+        stages.add_row(name, f"{info['seconds']:.0f}", info["artifact"])
+    metrics = Table("metric", "mean %", "± SE", title="generated batch")
+    for row in metric_rows(evaluation):
+        metrics.add_row(row["metric"], f"{row['mean %']:.1f}", f"{row['SE']:.1f}")
+    console.print(stages, metrics)
+    if validation:
+        best = Table("candidate", "formula", "E_hull (eV/atom)", title="best candidates (atomate2 CHGNet relaxation)")
+        for r in validation["records"]:
+            e_hull = r["e_above_hull_eV_per_atom"]
+            best.add_row(r["candidate"], r["formula"], "-" if e_hull is None else f"{e_hull:.3f}")
+        console.print(best)
+    console.print(f"[green]report[/] {report.location}/report.md")
+
+
+@app.command()
+def demo(store: StoreOption = None) -> None:
+    """The main job: the quick campaign on the bundled data, shipped tiny-cpu model + short RL."""
+    campaign(preset="quick", set_=[], retrain=False, store=store)
 
 
 def main() -> None:

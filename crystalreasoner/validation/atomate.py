@@ -91,6 +91,8 @@ def relax_candidates(
             jobs.append(static)
             record.static_uuid = static.uuid
         records.append(record)
+    if not jobs:
+        return records
     work_dir = Path(work_dir or ".").resolve()
     work_dir.mkdir(parents=True, exist_ok=True)
     run_locally(Flow(jobs, name="crystalreasoner validation"), store=job_store, ensure_success=False,

@@ -1,15 +1,77 @@
-"""One temporary Prefect server for all flow tests, and a hand-made generation batch."""
+"""Prefect servers for the flow tests (a temporary one per session, and a real `prefect server`
+process on loopback), and a hand-made generation batch."""
 
 import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
 from dataclasses import asdict
 from pathlib import Path
 
+import httpx
 import pytest
 from prefect.testing.utilities import prefect_test_harness
 
 from crystalreasoner.data import encode_structure, load_dataset
 from crystalreasoner.generation.stage import GeneratedSample, parse_sample
 from crystalreasoner.stores import ArtifactKind
+
+REPO = Path(__file__).resolve().parents[2]
+PREFECT = str(Path(sys.executable).with_name("prefect"))
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def stop_process(process: subprocess.Popen) -> None:
+    """STACK.md: a process worker needs SIGTERM, then SIGINT, to exit."""
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        if process.poll() is None:
+            process.send_signal(sig)
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                continue
+    if process.poll() is None:
+        process.kill()
+
+
+@pytest.fixture
+def server_env(tmp_path, crysreas_home):
+    """A real ``prefect server start --host 127.0.0.1`` with its own home; yields its env."""
+    port = _free_port()
+    env = {
+        **os.environ,
+        "PREFECT_HOME": str(tmp_path / "prefect"),
+        "PREFECT_API_URL": f"http://127.0.0.1:{port}/api",
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_LOGGING_LEVEL": "WARNING",
+        "CRYSREAS_HOME": str(crysreas_home),
+        "CRYSREAS_REPO": str(REPO),
+        "OMP_NUM_THREADS": "1",
+    }
+    server = subprocess.Popen(
+        [PREFECT, "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/api/health", timeout=2).status_code == 200:
+                break
+        except httpx.HTTPError:
+            time.sleep(1)
+    else:
+        stop_process(server)
+        pytest.fail("prefect server did not answer /api/health within 120 s")
+    yield env
+    stop_process(server)
 
 
 @pytest.fixture(scope="session")
