@@ -1,5 +1,6 @@
 """The campaign end to end with the evaluation's MLIP shards on a local Dask cluster of 2 worker
-processes (prefect-dask's DaskTaskRunner), on a temporary Prefect server."""
+processes (prefect-dask's DaskTaskRunner), reporting to a real Prefect server on loopback (the
+worker processes inherit its address from the environment)."""
 
 import pytest
 
@@ -8,7 +9,9 @@ from flows.campaign import campaign_flow
 
 
 @pytest.mark.integration
-def test_campaign_with_the_dask_task_runner(prefect_server, crysreas_home, tiny_cdvae_dir):
+def test_campaign_with_the_dask_task_runner(server_env, monkeypatch, tiny_cdvae_dir):
+    for key in ("PREFECT_HOME", "PREFECT_API_URL", "CRYSREAS_HOME"):
+        monkeypatch.setenv(key, server_env[key])
     overrides = {
         "dataset": str(tiny_cdvae_dir),
         "traces_overrides": {"describer": "none", "substitution": {"per_structure": 0}},
