@@ -41,6 +41,7 @@ def validate_evaluation(
     candidates = rank_candidates(load_evaluation_rows(evaluation.location), samples, config.ranking)
     key = sha256_json({"evaluation": evaluation_id, "config": config.model_dump(mode="json")})[:16]
     out = registry.spec.files_root / "validations" / key
+    out.mkdir(parents=True, exist_ok=True)
     job_store = job_store or registry.spec.job_store()
     metadata = {"generation": generation_id, "evaluation": evaluation_id}
     records = relax_candidates(

@@ -21,7 +21,10 @@ def test_campaign_with_the_dask_task_runner(server_env, monkeypatch, tiny_cdvae_
         "validate_overrides": {"ranking": {"top_k": 1}, "relax": {"steps": 20}},
         "task_runner": "dask", "dask_workers": 2, "shards": 2,
     }
-    result = campaign_flow("quick", overrides)
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    with temporary_settings({PREFECT_API_URL: server_env["PREFECT_API_URL"]}):
+        result = campaign_flow("quick", overrides)
     assert set(result["stages"]) == {"traces", "checkpoint", "generation", "evaluation", "validation"}
     with open_registry() as registry:
         evaluation = registry.get(result["ids"]["evaluation"]).summary

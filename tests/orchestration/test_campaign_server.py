@@ -33,7 +33,8 @@ def test_failed_stage_retried_from_the_api_reuses_finished_stages(server_env, tm
     run = lambda *args: subprocess.run([PREFECT, *args], env=server_env, cwd=REPO, check=True,  # noqa: E731
                                        capture_output=True, text=True, timeout=180)
     run("work-pool", "create", "crystalreasoner", "--type", "process")
-    run("--no-prompt", "deploy", "--all", "--prefect-file", "deployments/prefect.yaml")
+    deployed = run("--no-prompt", "deploy", "--all", "--prefect-file", "deployments/prefect.yaml")
+    assert "'campaign/quick' successfully created" in deployed.stdout.replace("\n", " "), deployed.stdout
     worker = subprocess.Popen([PREFECT, "worker", "start", "--pool", "crystalreasoner"], env=server_env,
                               cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     novelty_ref = tmp_path / "novelty-reference"  # absent at first: the evaluation stage fails
@@ -49,24 +50,26 @@ def test_failed_stage_retried_from_the_api_reuses_finished_stages(server_env, tm
         "evaluate_preset": "cheap", "evaluate_overrides": {"novelty_dataset": str(novelty_ref)},
         "validate_preset": "default", "validate_overrides": {"ranking": {"top_k": 1}, "relax": {"steps": 20}},
     }))
-    try:
-        from prefect.client.orchestration import get_client
-        from prefect.deployments import run_deployment
-        from prefect.states import Scheduled
+    from prefect.client.orchestration import get_client
+    from prefect.deployments import run_deployment
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+    from prefect.states import Scheduled
 
-        flow_run = run_deployment("campaign/quick", parameters={"preset": str(campaign), "overrides": {}}, timeout=0)
-        with get_client(sync_client=True) as client:
-            first = _wait_for_final_state(client, flow_run.id)
-            assert first.state.is_failed(), first.state
-            novelty_ref.mkdir()  # the "network share" is back
-            for record in load_dataset(str(tiny_cdvae_dir)).records()[:2]:
-                record.structure.to(filename=str(novelty_ref / f"{record.material_id}.cif"))
-            client.set_flow_run_state(flow_run.id, Scheduled(name="AwaitingRetry", message="Retry from the UI"),
-                                      force=True)
-            second = _wait_for_final_state(client, flow_run.id)
-            assert second.state.is_completed(), second.state
-            assert second.run_count == 2
-            task_runs = client.read_task_runs()
+    try:
+        with temporary_settings({PREFECT_API_URL: server_env["PREFECT_API_URL"]}):
+            flow_run = run_deployment("campaign/quick", parameters={"preset": str(campaign), "overrides": {}}, timeout=0)
+            with get_client(sync_client=True) as client:
+                first = _wait_for_final_state(client, flow_run.id)
+                assert first.state.is_failed(), first.state
+                novelty_ref.mkdir()  # the "network share" is back
+                for record in load_dataset(str(tiny_cdvae_dir)).records()[:2]:
+                    record.structure.to(filename=str(novelty_ref / f"{record.material_id}.cif"))
+                client.set_flow_run_state(flow_run.id, Scheduled(name="AwaitingRetry", message="Retry from the UI"),
+                                          force=True)
+                second = _wait_for_final_state(client, flow_run.id)
+                assert second.state.is_completed(), second.state.message
+                assert second.run_count == 2
+                task_runs = client.read_task_runs()
     finally:
         stop_process(worker)
     states = {}
