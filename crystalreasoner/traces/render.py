@@ -142,7 +142,7 @@ class TraceClaims:
 _SPACE_GROUP = re.compile(r"^Space group: .*\(No\. (\d+)\)", re.M)
 _COMPOSITION = re.compile(r"^Cell composition: ((?:[A-Z][a-z]?\d+ ?)+)", re.M)
 _ORBITS = re.compile(r"^([A-Z][a-z]?): (\d+) orbits?, multiplicit(?:y|ies) ([\d, ]+)", re.M)
-_VOLUME = re.compile(r"^Volume: ([\d.]+) Å\^3", re.M)
+_VOLUME = re.compile(r"^Volume: (\d+(?:\.\d+)?) Å\^3", re.M)
 _SITE = re.compile(r"^([A-Z][a-z]?)\(\d+\): (\d+)-coordinate", re.M)
 
 

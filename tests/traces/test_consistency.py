@@ -82,3 +82,10 @@ def test_disagreement_is_detected():
     assert spglib.get_symmetry_dataset(
         (structure.lattice.matrix, structure.frac_coords, [s.specie.Z for s in structure]), 0.01
     ).number != 225
+
+
+def test_claims_parser_never_raises_on_malformed_numbers():
+    from crystalreasoner.traces.render import parse_trace_claims
+
+    claims = parse_trace_claims("Volume: 188.79.89 Å^3 (1 Å^3/atom)\nSpace group: P1 (No. 99999999999999999999)")
+    assert claims.volume is None and claims.spacegroup_number == 99999999999999999999
