@@ -61,7 +61,7 @@ def test_substitutes_join_the_training_split_only(cache):
         "train": [CrystalRecord("mp-nacl", _rocksalt(), {"spacegroup_number": 225}, split="train")],
         "val": [CrystalRecord("mp-kbr", _rocksalt("K", "Br", 6.6), {"spacegroup_number": 225}, split="val")],
     }
-    config = load_config(TraceConfig, "tiny-cpu", {"substitution.per_structure": 2, "n_jobs": 1})
+    config = load_config(TraceConfig, "tiny-substituted", {"substitution.per_structure": 2, "n_jobs": 1})
     trace_set = build_trace_set(DatasetBundle("salts", records), config, cache)
     train_ids = {r.material_id for r in trace_set.splits["train"]}
     substitutes = train_ids - {"mp-nacl"}
