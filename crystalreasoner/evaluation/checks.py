@@ -6,6 +6,7 @@ Each takes a pymatgen object and returns a bool; a sample that does not parse fa
 from __future__ import annotations
 
 import itertools
+import math
 from functools import cache, reduce
 from math import gcd
 
@@ -21,6 +22,9 @@ ANGLE_RANGE = (20.0, 160.0)  # degrees
 MIN_DISTANCE = 0.5  # Å, any two atoms
 METRIC_MIN_VOLUME = 0.1  # Å^3
 REWARD_MIN_VOLUME = 1.0  # Å^3
+#: a SMACT search over more oxidation-state combinations than this counts as not valid: the
+#: search is exponential in the number of elements (MP-20 crystals need at most a few thousand)
+MAX_OXIDATION_COMBINATIONS = 1_000_000
 #: SPEC §6: space groups of generated structures are read at symprec 0.1, angle tolerance 5°
 EVAL_SYMPREC, EVAL_ANGLE_TOLERANCE = 0.1, 5.0
 TRACE_SYMPREC = 0.01  # traces are written at 0.01 first (SPEC §3)
@@ -57,6 +61,8 @@ def _smact_valid(symbols: tuple[str, ...], counts: tuple[int, ...]) -> bool:
     electronegativities = [e.pauling_eneg for e in elements]
     # smact 4's default lists are a narrower ICSD set; CDVAE used the smact 1.4 lists
     oxidation_lists = [e.oxidation_states_smact14 for e in elements]
+    if math.prod(len(states) for states in oxidation_lists) > MAX_OXIDATION_COMBINATIONS:
+        return False  # generated junk with many elements: no real crystal needs this search
     threshold = max(counts)
     stoichs = [(c,) for c in counts]
     for states in itertools.product(*oxidation_lists):
