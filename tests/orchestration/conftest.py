@@ -71,6 +71,13 @@ def server_env(tmp_path, crysreas_home):
         stop_process(server)
         pytest.fail("prefect server did not answer /api/health within 120 s")
     yield env
+    # deliver what this process still queues for that server (logs, events) before it goes:
+    # otherwise a later drain (e.g. prefect_test_harness's exit) waits for it forever
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+
+    for service in (APILogWorker, EventsWorker):
+        service.drain_all(timeout=30)
     stop_process(server)
 
 
