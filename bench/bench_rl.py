@@ -17,7 +17,8 @@ from rich.table import Table
 
 from crystalreasoner.config import load_config
 from crystalreasoner.rl.grpo import RLConfig, RLStage
-from crystalreasoner.stores import ArtifactKind, open_registry
+from crystalreasoner.stores import open_registry
+from crystalreasoner.stores.registry import register_checkpoint_folder
 
 
 def main() -> None:
@@ -33,11 +34,7 @@ def main() -> None:
     with open_registry() as registry:
         checkpoint = args.checkpoint or str(shipped_checkpoint("tiny-cpu"))
         if Path(checkpoint).is_dir():
-            folder = Path(checkpoint).resolve()
-            checkpoint = registry.register(
-                ArtifactKind.CHECKPOINT, name=f"checkpoint {folder.name}", config={"path": str(folder)},
-                files=sorted(p for p in folder.iterdir() if p.is_file()), location=folder,
-            ).artifact_id
+            checkpoint = register_checkpoint_folder(registry, checkpoint, f"checkpoint {Path(checkpoint).name}")
         with tempfile.TemporaryDirectory() as run_dir:
             RLStage(config).run(registry, checkpoint, traces_id=args.traces, run_dir=run_dir, resume=False)
             steps = [json.loads(line) for line in (Path(run_dir) / "step_times.jsonl").read_text().splitlines()]

@@ -15,6 +15,7 @@ from crystalreasoner.campaign import CampaignConfig, write_campaign_report
 from crystalreasoner.config import load_config
 from crystalreasoner.hashing import sha256_json
 from crystalreasoner.stores import ArtifactKind, open_registry
+from crystalreasoner.stores.registry import register_checkpoint_folder
 from crystalreasoner.traces.builder import TraceConfig
 from crystalreasoner.training.sft import SFTConfig
 from flows import STAGE_CACHE
@@ -32,12 +33,8 @@ def shipped_checkpoint_id(name: str, store: str | None) -> str:
     card names the trace set it saw)."""
     from crystalreasoner.checkpoints import shipped_checkpoint
 
-    folder = shipped_checkpoint(name)
     with open_registry(store) as registry:
-        return registry.register(
-            ArtifactKind.CHECKPOINT, name=f"shipped {name}", config={"shipped": name},
-            files=sorted(p for p in folder.iterdir() if p.is_file()), location=folder,
-        ).artifact_id
+        return register_checkpoint_folder(registry, shipped_checkpoint(name), f"shipped {name}", {"shipped": name})
 
 
 @task

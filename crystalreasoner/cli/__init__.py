@@ -260,6 +260,7 @@ def _checkpoint_id(registry, checkpoint: str | None) -> str:
     """An artifact id, a checkpoint folder on disk (registered on first use), or the latest."""
     from crystalreasoner.errors import ArtifactNotFoundError
     from crystalreasoner.stores import ArtifactKind
+    from crystalreasoner.stores.registry import register_checkpoint_folder
 
     if checkpoint is None:
         doc = registry.latest(ArtifactKind.CHECKPOINT)
@@ -268,11 +269,7 @@ def _checkpoint_id(registry, checkpoint: str | None) -> str:
         return doc.artifact_id
     path = Path(checkpoint)
     if path.is_dir():
-        files = sorted(p for p in path.iterdir() if p.is_file())
-        return registry.register(
-            ArtifactKind.CHECKPOINT, name=f"checkpoint {path.name}", config={"path": str(path.resolve())},
-            files=files, location=path.resolve(),
-        ).artifact_id
+        return register_checkpoint_folder(registry, path, f"checkpoint {path.name}")
     return registry.get(checkpoint).artifact_id
 
 

@@ -224,6 +224,15 @@ class ArtifactRegistry:
         return record.sha256
 
 
+def register_checkpoint_folder(registry: ArtifactRegistry, folder: str | Path, name: str, config: dict[str, Any] | None = None) -> str:
+    """Register a checkpoint folder on disk (e.g. a shipped one) and return its artifact id."""
+    folder = Path(folder).resolve()
+    return registry.register(
+        ArtifactKind.CHECKPOINT, name=name, config=config or {"path": str(folder)},
+        files=sorted(p for p in folder.iterdir() if p.is_file()), location=folder,
+    ).artifact_id
+
+
 def open_registry(name_or_path: str | Path | None = None) -> ArtifactRegistry:
     """A connected registry for a store spec name or file (see ``load_store_spec``)."""
     registry = ArtifactRegistry(load_store_spec(name_or_path))
