@@ -60,7 +60,8 @@ def _smact_valid(symbols: tuple[str, ...], counts: tuple[int, ...]) -> bool:
     elements = [smact.Element(symbol) for symbol in symbols]
     electronegativities = [e.pauling_eneg for e in elements]
     # smact 4's default lists are a narrower ICSD set; CDVAE used the smact 1.4 lists
-    oxidation_lists = [e.oxidation_states_smact14 for e in elements]
+    # (None for elements smact 1.4 gave no states, e.g. noble gases: no charge-neutral assignment)
+    oxidation_lists = [e.oxidation_states_smact14 or [] for e in elements]
     if math.prod(len(states) for states in oxidation_lists) > MAX_OXIDATION_COMBINATIONS:
         return False  # generated junk with many elements: no real crystal needs this search
     threshold = max(counts)

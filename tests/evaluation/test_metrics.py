@@ -45,3 +45,14 @@ def test_real_mp20_structures_pass_as_generated():
     assert table["structurally_valid"]["mean"] >= 97
     assert abs(table["smact_valid"]["mean"] - 90.1) <= 1.0  # STACK.md calibration
     assert is_structurally_valid(records[0].structure) and isinstance(is_smact_valid(records[0].structure.composition), bool)
+
+
+def test_smact_on_the_whole_bundled_set_and_on_noble_gases():
+    """90.1 % is what the CDVAE-style check gives on real MP-20 data (STACK.md): the whole
+    bundled set must land there; a generated noble-gas compound is invalid, not an error."""
+    from pymatgen.core import Composition
+
+    dataset = load_dataset("mp20-mini")
+    valid = [is_smact_valid(r.structure.composition) for s in dataset.splits for r in dataset.records(s)]
+    assert abs(100 * sum(valid) / len(valid) - 90.1) <= 1.0
+    assert is_smact_valid(Composition("ArO2")) is False and is_smact_valid(Composition("NeAr")) is False
