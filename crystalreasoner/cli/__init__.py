@@ -443,18 +443,26 @@ def artifacts(
 
 @app.command()
 def lineage(
-    artifact_id: Annotated[str, typer.Argument(help="Any artifact id.")],
+    artifact_id: Annotated[str, typer.Argument(help="Any artifact id, or an atomate2 job uuid.")],
     store: StoreOption = None,
 ) -> None:
-    """Show an artifact and every artifact it was made from."""
+    """Show an artifact and every artifact it was made from.
+
+    An atomate2 job uuid works too: its task document, then the validation that ran it and on.
+    """
     from rich.console import Console
 
     from crystalreasoner.errors import CrystalReasonerError
+    from crystalreasoner.validation.stage import task_lineage
 
     console = Console()
     with _registry(store) as registry:
         try:
-            docs = [registry.get(artifact_id), *registry.lineage(artifact_id)]
+            if registry.exists(artifact_id):
+                docs = [registry.get(artifact_id), *registry.lineage(artifact_id)]
+            else:
+                task, docs = task_lineage(registry, artifact_id)
+                console.print("atomate2    " + "  ".join(f"{k}={v}" for k, v in task.items()))
         except CrystalReasonerError as exc:
             raise _fail(exc) from exc
     for doc in docs:

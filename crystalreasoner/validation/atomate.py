@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from pymatgen.core import Structure
 
 from crystalreasoner.config import StageConfig
@@ -100,20 +101,34 @@ def relax_candidates(
     job_store.connect()
     for record in records:
         doc = job_store.query_one({"uuid": record.job_uuid}, load=True)
-        task = (doc or {}).get("output") or {}
-        if task.get("state") != "successful" or not task.get("structure"):
-            record.error = f"atomate2 job state {task.get('state', 'missing')!r} (see the job store)"
-            continue
-        record.force_field = str(task.get("forcefield_name"))
-        record.structure = Structure.from_dict(task["structure"])
-        record.energy = float(task["output"]["energy"])
-        record.energy_per_atom = record.energy / len(record.structure)
-        record.extras["n_steps"] = task["output"].get("n_steps")
-        e_hull = hull.e_above_hull_from_energy(record.structure.composition, record.energy)
-        record.e_above_hull = e_hull.e_above_hull
-        if e_hull.error:
-            record.error = f"hull: {e_hull.error}"
+        _read_task_document(record, (doc or {}).get("output") or {}, hull)
     return records
+
+
+def _read_task_document(record: RelaxRecord, task: dict[str, Any], hull: HullReference) -> None:
+    """Fill ``record`` from an atomate2 force-field task document.
+
+    A relaxation that ran out of steps still has a document (state ``failed``): its last
+    structure and energy are kept, and the error says why it does not count as validated.
+    """
+    if not task.get("structure"):
+        record.error = f"no atomate2 task document (job state {task.get('state', 'missing')!r}; see the run log)"
+        return
+    output = task["output"]
+    record.force_field = str(task.get("forcefield_name"))
+    record.structure = Structure.from_dict(task["structure"])
+    record.energy = float(output["energy"])
+    record.energy_per_atom = record.energy / len(record.structure)
+    record.extras["n_steps"] = output.get("n_steps")
+    e_hull = hull.e_above_hull_from_energy(record.structure.composition, record.energy)
+    record.e_above_hull = e_hull.e_above_hull
+    if task.get("state") != "successful":
+        max_force = float(np.linalg.norm(np.asarray(output.get("forces") or [[0, 0, 0]]), axis=1).max())
+        converged = "" if task.get("is_force_converged") else (
+            f": not force-converged after {output.get('n_steps')} steps (max force {max_force:.2f} eV/Å)")
+        record.error = f"atomate2 job state {task.get('state')!r}{converged}"
+    elif e_hull.error:
+        record.error = f"hull: {e_hull.error}"
 
 
 def vasp_status() -> tuple[bool, list[str]]:

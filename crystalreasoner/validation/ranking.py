@@ -16,9 +16,16 @@ from crystalreasoner.generation.stage import GeneratedSample
 
 class RankingConfig(StageConfig):
     """score = -e_hull_weight * E_hull + novel_weight * novel + unique_weight * unique
-    + smact_weight * smact_valid; samples without E_hull rank after all those with one."""
+    + smact_weight * smact_valid; samples without E_hull rank after all those with one.
+
+    ``min_e_above_hull``: an E_hull further below the reference hull than this is taken as an
+    MLIP artefact (a squeezed or torn cell the potential gets wrong), not a discovery, and the
+    sample is not ranked. Genuine new ground states rarely sit more than ~0.1 eV/atom below MP's
+    hull, while the MLIP's own error is a few tens of meV/atom. ``None`` ranks everything.
+    """
 
     top_k: int = 10
+    min_e_above_hull: float | None = -0.2
     e_hull_weight: float = 1.0
     novel_weight: float = 0.1
     unique_weight: float = 0.0
@@ -46,6 +53,11 @@ def load_evaluation_rows(location: str | Path) -> list[dict]:
     return [json.loads(line) for line in (Path(location) / "per_sample.jsonl").read_text().splitlines()]
 
 
+def below_floor(e_hull: float | None, config: RankingConfig) -> bool:
+    """Whether an E_hull is too far below the hull to be believed (see ``RankingConfig``)."""
+    return e_hull is not None and config.min_e_above_hull is not None and e_hull < config.min_e_above_hull
+
+
 def rank_candidates(rows: Sequence[dict], samples: Sequence[GeneratedSample], config: RankingConfig) -> list[Candidate]:
     """The best ``top_k`` structurally valid samples, one per distinct structure."""
     scored = []
@@ -54,6 +66,8 @@ def rank_candidates(rows: Sequence[dict], samples: Sequence[GeneratedSample], co
         if not metrics.get("structurally_valid") or sample.structure is None:
             continue
         e_hull = row.get("e_above_hull")
+        if below_floor(e_hull, config):
+            continue
         score = (
             config.novel_weight * metrics.get("novel", 0)
             + config.unique_weight * metrics.get("unique", 0)

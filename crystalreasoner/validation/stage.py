@@ -14,7 +14,7 @@ from crystalreasoner.hashing import sha256_json
 from crystalreasoner.stores import ArtifactDoc, ArtifactKind, ArtifactRegistry
 from crystalreasoner.validation.atomate import ValidationRelaxConfig, prepare_dft, relax_candidates
 from crystalreasoner.validation.export import export_structures
-from crystalreasoner.validation.ranking import RankingConfig, load_evaluation_rows, rank_candidates
+from crystalreasoner.validation.ranking import RankingConfig, below_floor, load_evaluation_rows, rank_candidates
 
 
 class ValidationConfig(StageConfig):
@@ -38,7 +38,8 @@ def validate_evaluation(
     evaluation = registry.get(evaluation_id)
     generation_id = evaluation.parents[0]
     samples = generation_samples(registry, generation_id)
-    candidates = rank_candidates(load_evaluation_rows(evaluation.location), samples, config.ranking)
+    rows = load_evaluation_rows(evaluation.location)
+    candidates = rank_candidates(rows, samples, config.ranking)
     key = sha256_json({"evaluation": evaluation_id, "config": config.model_dump(mode="json")})[:16]
     out = registry.spec.files_root / "validations" / key
     out.mkdir(parents=True, exist_ok=True)
@@ -60,7 +61,7 @@ def validate_evaluation(
         }
         table.append(row)
         structures.append(record.structure or candidate.structure)
-    relaxed = [(c, r) for c, r in zip(candidates, records) if r.structure is not None]
+    relaxed = [(c, r) for c, r in zip(candidates, records) if r.error is None]
     dft = {"status": "skipped", "message": "dft: false in the validation config"}
     if config.dft and relaxed:
         dft = prepare_dft([c for c, _ in relaxed], [r.structure for _, r in relaxed], out / "dft")
@@ -78,6 +79,7 @@ def validate_evaluation(
         location=out,
         summary={
             "candidates": len(candidates),
+            "not_ranked_below_e_hull_floor": sum(below_floor(row.get("e_above_hull"), config.ranking) for row in rows),
             "relaxed": len(ok_rows),
             "failed": {row["candidate"]: row["error"] for row in table if row["error"]},
             "records": [{k: row[k] for k in ("candidate", "formula", "job_uuid", "force_field",
@@ -85,3 +87,25 @@ def validate_evaluation(
             "dft": dft,
         },
     )
+
+
+def task_lineage(registry: ArtifactRegistry, job_uuid: str, job_store=None) -> tuple[dict[str, Any], list[ArtifactDoc]]:
+    """An atomate2 task document (by job uuid) and the chain it came from: the validation that
+    ran it, then the evaluation, generation, checkpoint, traces and dataset behind it."""
+    from crystalreasoner.errors import ArtifactNotFoundError
+
+    job_store = job_store or registry.spec.job_store()
+    job_store.connect()
+    doc = job_store.query_one({"uuid": job_uuid}, load=True)
+    if doc is None:
+        raise ArtifactNotFoundError(f"no artifact and no atomate2 job {job_uuid!r} in the store")
+    task = doc.get("output") or {}
+    validations = registry.find(ArtifactKind.VALIDATION, **{"summary.records.job_uuid": job_uuid})
+    if not validations:
+        raise ArtifactNotFoundError(f"atomate2 job {job_uuid!r} is not linked to any validation artifact")
+    summary = {
+        "job": job_uuid, "name": doc.get("name"), "candidate": doc.get("metadata", {}).get("candidate"),
+        "force_field": task.get("forcefield_name"), "formula": task.get("formula_pretty"),
+        "energy_eV": (task.get("output") or {}).get("energy"), "state": task.get("state"),
+    }
+    return summary, [validations[0], *registry.lineage(validations[0].artifact_id)]

@@ -4,6 +4,7 @@ relaxations recorded as task documents, linked to their candidates and the gener
 import pytest
 
 from crystalreasoner.stores import load_store_spec, open_registry
+from crystalreasoner.validation.stage import task_lineage
 from flows.evaluate import evaluate_flow
 from flows.validate import validate_flow
 
@@ -30,6 +31,10 @@ def test_validation_flow_on_mongo_stores(prefect_server, crysreas_home, mongomoc
         assert task["metadata"]["candidate"] == record["candidate"]
         assert "CHGNet" in str(task["output"]["forcefield_name"])
         assert task["output"]["structure"] and record["e_above_hull_eV_per_atom"] is not None
+    with open_registry(mongomock_store) as registry:  # from a task document back to the generation
+        task, chain = task_lineage(registry, doc.summary["records"][0]["job_uuid"], job_store)
+    assert task["candidate"] == doc.summary["records"][0]["candidate"] and task["energy_eV"] < 0
+    assert [d.artifact_id for d in chain] == [validation_id, evaluation_id, generation_id]
     names = {f.name for f in doc.files}
     assert {"export/structures.extxyz", "export/candidates.csv"} <= names
     assert sum(n.startswith("export/cifs/") for n in names) == 2

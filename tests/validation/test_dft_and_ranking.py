@@ -35,3 +35,23 @@ def test_ranking_prefers_low_e_hull_and_drops_duplicates():
     rows[3]["metrics"]["structurally_valid"] = 0
     chosen = rank_candidates(rows, samples, RankingConfig(top_k=5))
     assert [c.key for c in chosen] == ["1.0", "2.0"]  # 0.0 duplicates 1.0; 3.0 is invalid
+    rows[1]["e_above_hull"] = -0.85  # a squeezed cell the MLIP gets wrong: not a discovery
+    chosen = rank_candidates(rows, samples, RankingConfig(top_k=5))
+    assert [c.key for c in chosen] == ["0.0", "2.0"]
+    assert [c.key for c in rank_candidates(rows, samples, RankingConfig(top_k=5, min_e_above_hull=None))][0] == "1.0"
+
+
+def test_a_relaxation_out_of_steps_keeps_its_document_and_says_why():
+    from crystalreasoner.evaluation.hull import BundledMPReference
+    from crystalreasoner.validation.atomate import RelaxRecord, _read_task_document
+
+    output = {"energy": -27.0, "n_steps": 502, "forces": [[0.0, 0.0, 0.0], [1.2, 0.0, 0.5]] * 4}
+    task = {"structure": NACL.as_dict(), "output": output, "forcefield_name": "MLFF.CHGNet",
+            "state": "failed", "is_force_converged": False}
+    record = RelaxRecord("3.1", "uuid")
+    _read_task_document(record, task, BundledMPReference())
+    assert record.force_field == "MLFF.CHGNet" and record.energy == -27.0 and record.e_above_hull is not None
+    assert record.error == "atomate2 job state 'failed': not force-converged after 502 steps (max force 1.30 eV/Å)"
+    missing = RelaxRecord("3.2", "uuid")
+    _read_task_document(missing, {}, BundledMPReference())
+    assert missing.structure is None and "no atomate2 task document" in missing.error
