@@ -12,9 +12,21 @@ import os
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
-from prefect.cache_policies import INPUTS, TASK_SOURCE  # noqa: E402
+from prefect.cache_policies import INPUTS, TASK_SOURCE
 
 #: a stage's result is reused when its code and inputs are unchanged
 STAGE_CACHE = INPUTS + TASK_SOURCE
 #: retries with back-off for stages that can fail transiently (I/O, stores, MLIP workers)
 BACKOFF = [10, 60, 300]
+
+
+def publish_summary(key: str, title: str, doc, description: str) -> None:
+    """A Prefect markdown artifact for a stage's result: its id, files and summary as a table."""
+    from prefect.artifacts import create_markdown_artifact
+
+    rows = "\n".join(f"| {k} | {v} |" for k, v in doc.summary.items())
+    create_markdown_artifact(
+        key=key,
+        markdown=f"## {title} `{doc.artifact_id}`\n\n`{doc.location}`\n\n| field | value |\n|---|---|\n{rows}",
+        description=description,
+    )

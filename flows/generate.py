@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 from prefect import flow, task
-from prefect.artifacts import create_markdown_artifact
 
 from crystalreasoner.generation.stage import GenerateConfig, GenerateStage, prompts_from_traces
 from crystalreasoner.stores import open_registry
-from flows import STAGE_CACHE
+from flows import STAGE_CACHE, publish_summary
 
 
 @task(cache_policy=STAGE_CACHE, persist_result=True)
@@ -22,11 +21,7 @@ def sample(
         doc = GenerateStage(GenerateConfig(**config)).run(
             registry, checkpoint_id, prompts, name=f"{split} prompts", parents=[traces_id]
         )
-    create_markdown_artifact(
-        key="generation",
-        markdown=f"## Generation `{doc.artifact_id}`\n\n`{doc.location}`\n\n{doc.summary}",
-        description=f"samples of checkpoint {checkpoint_id}",
-    )
+    publish_summary("generation", "Generation", doc, f"samples of checkpoint {checkpoint_id}")
     return doc.artifact_id
 
 

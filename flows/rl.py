@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from prefect import flow, task
-from prefect.artifacts import create_markdown_artifact
 
 from crystalreasoner.config import load_config
 from crystalreasoner.rl.grpo import RLConfig, RLStage
 from crystalreasoner.stores import open_registry
-from flows import STAGE_CACHE
+from flows import STAGE_CACHE, publish_summary
 
 
 @task(cache_policy=STAGE_CACHE, persist_result=True)
@@ -16,12 +15,7 @@ def reinforce(checkpoint_id: str, traces_id: str | None, config: dict, store: st
     """No automatic retries: a crashed run resumes from its last checkpoint when run again."""
     with open_registry(store) as registry:
         doc = RLStage(RLConfig(**config)).run(registry, checkpoint_id, traces_id=traces_id)
-    rows = "\n".join(f"| {k} | {v} |" for k, v in doc.summary.items())
-    create_markdown_artifact(
-        key="rl-checkpoint",
-        markdown=f"## RL checkpoint `{doc.artifact_id}`\n\n`{doc.location}`\n\n| metric | value |\n|---|---|\n{rows}",
-        description="GRPO checkpoint",
-    )
+    publish_summary("rl-checkpoint", "RL checkpoint", doc, "GRPO checkpoint")
     return doc.artifact_id
 
 

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 from prefect import flow, task
-from prefect.artifacts import create_markdown_artifact
 
 from crystalreasoner.config import load_config
 from crystalreasoner.stores import open_registry
 from crystalreasoner.traces.builder import TraceConfig
 from crystalreasoner.training.sft import SFTConfig, SFTStage
-from flows import STAGE_CACHE
+from flows import STAGE_CACHE, publish_summary
 from flows.traces import build_traces
 
 
@@ -18,12 +17,7 @@ def fine_tune(traces_id: str, config: dict, store: str | None) -> str:
     """No automatic retries: a failed run is resumed from its checkpoint by running it again."""
     with open_registry(store) as registry:
         doc = SFTStage(load_config(SFTConfig, overrides=config)).run(registry, traces_id)
-    rows = "\n".join(f"| {k} | {v} |" for k, v in doc.summary.items())
-    create_markdown_artifact(
-        key="sft-checkpoint",
-        markdown=f"## Checkpoint `{doc.artifact_id}`\n\n`{doc.location}`\n\n| metric | value |\n|---|---|\n{rows}",
-        description="SFT checkpoint",
-    )
+    publish_summary("sft-checkpoint", "Checkpoint", doc, "SFT checkpoint")
     return doc.artifact_id
 
 

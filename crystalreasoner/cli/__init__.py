@@ -357,9 +357,8 @@ def evaluate(
     console = Console()
     try:
         config = load_config(EvaluateConfig, preset, _parse_overrides(set_))
-        with _registry(store) as registry:
-            with console.status("evaluating"):
-                doc = evaluate_generation(registry, generation_id, config)
+        with _registry(store) as registry, console.status("evaluating"):
+            doc = evaluate_generation(registry, generation_id, config)
     except CrystalReasonerError as exc:
         raise _fail(exc) from exc
     console.print(markdown_table(doc.summary))

@@ -16,7 +16,13 @@ import numpy as np
 from pymatgen.core import Structure
 
 from crystalreasoner.evaluation.mlip import MLIPConfig, calculator_for
-from crystalreasoner.tasks import BULK_MODULUS, SHEAR_MODULUS, THERMAL_EXPANSION, THERMAL_MAX_ATOMS, Buckets
+from crystalreasoner.tasks import (
+    BULK_MODULUS,
+    SHEAR_MODULUS,
+    THERMAL_EXPANSION,
+    THERMAL_MAX_ATOMS,
+    Buckets,
+)
 
 #: SPEC §5: ~7 volumes within ±8 %
 QHA_SCALE_FACTORS = tuple(float(x) for x in np.linspace(0.92, 1.08, 7) ** (1 / 3))

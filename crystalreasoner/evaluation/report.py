@@ -56,7 +56,6 @@ def _plots(rows: Sequence, samples: Sequence[GeneratedSample], out: Path) -> lis
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
     from pymatgen.core import Structure
 
     from crystalreasoner.evaluation.checks import spacegroup_number

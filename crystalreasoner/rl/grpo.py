@@ -22,7 +22,12 @@ from transformers.trainer_utils import get_last_checkpoint
 from crystalreasoner.config import StageConfig
 from crystalreasoner.errors import ArtifactNotFoundError, ConfigError
 from crystalreasoner.generation.sampler import ContinuousBatchSampler, Request, SamplingParams
-from crystalreasoner.generation.stage import GeneratedSample, PromptSpec, parse_sample, prompts_from_traces
+from crystalreasoner.generation.stage import (
+    GeneratedSample,
+    PromptSpec,
+    parse_sample,
+    prompts_from_traces,
+)
 from crystalreasoner.hashing import sha256_json
 from crystalreasoner.rl.reward import RewardConfig, group_rewards
 from crystalreasoner.stores import ArtifactDoc, ArtifactKind, ArtifactRegistry

@@ -23,8 +23,18 @@ from crystalreasoner.data.codec import STRUCTURE_END
 from crystalreasoner.evaluation.checks import REWARD_MIN_VOLUME, is_structurally_valid
 from crystalreasoner.evaluation.hull import HullReference
 from crystalreasoner.evaluation.mlip import MLIPConfig, relax_many
-from crystalreasoner.evaluation.properties import SPECIALIST_BUCKETS, bucket_fit, elastic_moduli, thermal_expansion
-from crystalreasoner.evaluation.stage import EvaluateConfig, apply_relaxations, check_samples, hull_reference
+from crystalreasoner.evaluation.properties import (
+    SPECIALIST_BUCKETS,
+    bucket_fit,
+    elastic_moduli,
+    thermal_expansion,
+)
+from crystalreasoner.evaluation.stage import (
+    EvaluateConfig,
+    apply_relaxations,
+    check_samples,
+    hull_reference,
+)
 from crystalreasoner.generation.stage import GeneratedSample
 
 Specialist = Literal["none", "space_group", "elasticity", "thermal_expansion"]

@@ -7,7 +7,13 @@ import re
 
 from pymatgen.core import Composition, Element
 
-from crystalreasoner.tasks import BULK_MODULUS, SHEAR_MODULUS, THERMAL_EXPANSION, THERMAL_MAX_ATOMS, Task
+from crystalreasoner.tasks import (
+    BULK_MODULUS,
+    SHEAR_MODULUS,
+    THERMAL_EXPANSION,
+    THERMAL_MAX_ATOMS,
+    Task,
+)
 
 OPENINGS = (
     "Generate a crystal structure of {formula}{details}.",

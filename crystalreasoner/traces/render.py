@@ -139,11 +139,11 @@ class TraceClaims:
     volume: float | None = None
 
 
-_SPACE_GROUP = re.compile(r"^Space group: .*\(No\. (\d+)\)", re.M)
-_COMPOSITION = re.compile(r"^Cell composition: ((?:[A-Z][a-z]?\d+ ?)+)", re.M)
-_ORBITS = re.compile(r"^([A-Z][a-z]?): (\d+) orbits?, multiplicit(?:y|ies) ([\d, ]+)", re.M)
-_VOLUME = re.compile(r"^Volume: (\d+(?:\.\d+)?) Å\^3", re.M)
-_SITE = re.compile(r"^([A-Z][a-z]?)\(\d+\): (\d+)-coordinate", re.M)
+_SPACE_GROUP = re.compile(r"^Space group: .*\(No\. (\d+)\)", re.MULTILINE)
+_COMPOSITION = re.compile(r"^Cell composition: ((?:[A-Z][a-z]?\d+ ?)+)", re.MULTILINE)
+_ORBITS = re.compile(r"^([A-Z][a-z]?): (\d+) orbits?, multiplicit(?:y|ies) ([\d, ]+)", re.MULTILINE)
+_VOLUME = re.compile(r"^Volume: (\d+(?:\.\d+)?) Å\^3", re.MULTILINE)
+_SITE = re.compile(r"^([A-Z][a-z]?)\(\d+\): (\d+)-coordinate", re.MULTILINE)
 
 
 def parse_trace_claims(text: str) -> TraceClaims:

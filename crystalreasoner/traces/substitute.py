@@ -21,7 +21,6 @@ from pymatgen.core import Species, Structure
 from crystalreasoner.config import StageConfig
 from crystalreasoner.data import CrystalRecord
 
-
 SOURCE_PREFIX = "substitution of "
 
 

@@ -5,7 +5,6 @@ store -> DFT inputs (or jobs) -> exported structures, all linked to the generati
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any, ClassVar
 
 from crystalreasoner.config import StageConfig
@@ -14,7 +13,12 @@ from crystalreasoner.hashing import sha256_json
 from crystalreasoner.stores import ArtifactDoc, ArtifactKind, ArtifactRegistry
 from crystalreasoner.validation.atomate import ValidationRelaxConfig, prepare_dft, relax_candidates
 from crystalreasoner.validation.export import export_structures
-from crystalreasoner.validation.ranking import RankingConfig, below_floor, load_evaluation_rows, rank_candidates
+from crystalreasoner.validation.ranking import (
+    RankingConfig,
+    below_floor,
+    load_evaluation_rows,
+    rank_candidates,
+)
 
 
 class ValidationConfig(StageConfig):

@@ -6,7 +6,12 @@ import pytest
 
 from crystalreasoner.config import load_config
 from crystalreasoner.data import DatasetBundle, load_dataset
-from crystalreasoner.evaluation.stage import EvaluateConfig, evaluate_samples, novelty_reference, summarize
+from crystalreasoner.evaluation.stage import (
+    EvaluateConfig,
+    evaluate_samples,
+    novelty_reference,
+    summarize,
+)
 from crystalreasoner.generation.stage import GeneratedSample, parse_sample
 from crystalreasoner.traces.builder import TraceConfig, build_trace_set
 from crystalreasoner.traces.cache import AnalysisCache

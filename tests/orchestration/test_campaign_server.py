@@ -16,6 +16,7 @@ from crystalreasoner.stores import open_registry
 
 from .conftest import PREFECT, REPO, stop_process
 
+
 def _wait_for_final_state(client, flow_run_id, timeout: float = 600):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -30,7 +31,7 @@ def _wait_for_final_state(client, flow_run_id, timeout: float = 600):
 def test_failed_stage_retried_from_the_api_reuses_finished_stages(server_env, tmp_path, tiny_cdvae_dir, monkeypatch):
     for key in ("PREFECT_HOME", "PREFECT_API_URL", "CRYSREAS_HOME"):
         monkeypatch.setenv(key, server_env[key])
-    run = lambda *args: subprocess.run([PREFECT, *args], env=server_env, cwd=REPO, check=True,  # noqa: E731
+    run = lambda *args: subprocess.run([PREFECT, *args], env=server_env, cwd=REPO, check=True,
                                        capture_output=True, text=True, timeout=180)
     run("work-pool", "create", "crystalreasoner", "--type", "process")
     deployed = run("--no-prompt", "deploy", "--all", "--prefect-file", "deployments/prefect.yaml")

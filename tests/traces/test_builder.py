@@ -10,7 +10,7 @@ import pytest
 from pymatgen.core import Lattice, Structure
 
 from crystalreasoner.config import list_presets, load_config
-from crystalreasoner.data import CrystalRecord, DatasetBundle, STRUCTURE_START, decode_structure
+from crystalreasoner.data import STRUCTURE_START, CrystalRecord, DatasetBundle, decode_structure
 from crystalreasoner.errors import ConfigError
 from crystalreasoner.tasks import BULK_MODULUS, THERMAL_EXPANSION, Task
 from crystalreasoner.traces.analysis import analyze_structure
