@@ -34,7 +34,6 @@ class ModelConfig(StageConfig):
     intermediate_size: int = 512
     max_position_embeddings: int = 2048
     vocab_size: int = 1000  # BPE vocabulary trained on the traces
-    isolate_whitespace: bool = False  # spaces never merge into BPE tokens (see tokenizer.py)
     pretrained: str | None = None  # a Hugging Face causal LM directory (no hub downloads)
     lora: dict[str, Any] | None = None
 
@@ -42,7 +41,7 @@ class ModelConfig(StageConfig):
 def build_tokenizer(config: ModelConfig, texts: list[str]) -> PreTrainedTokenizerBase:
     """Our BPE trained on ``texts``, or the pretrained model's tokenizer plus our tags."""
     if config.pretrained is None:
-        return train_bpe_tokenizer(texts, config.vocab_size, config.isolate_whitespace)
+        return train_bpe_tokenizer(texts, config.vocab_size)
     tokenizer = AutoTokenizer.from_pretrained(config.pretrained)
     extend_pretrained_tokenizer(tokenizer)
     return tokenizer

@@ -3,16 +3,13 @@
 Digits are split one per token so numbers are written digit by digit (a small model cannot
 learn a vocabulary of thousands of number chunks); the structure and thinking tags are single
 tokens so the sampler can stop on ``</CIF>`` and the constraint can see where the block starts.
-Whitespace can be kept out of the merges (``isolate_whitespace``) so that an element symbol is one
-and the same token in the prompt (" Tm1"), the trace and the structure block ("\nTm 1"): the
-model then copies the requested elements instead of learning a " Tm" -> "Tm" map per element.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
-from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerBase, PreTrainedTokenizerFast
 
 from crystalreasoner.data.codec import STRUCTURE_END, STRUCTURE_START
@@ -33,16 +30,15 @@ CHAT_TEMPLATE = (
 )
 
 
-def train_bpe_tokenizer(
-    texts: Iterable[str], vocab_size: int = 1000, isolate_whitespace: bool = False
-) -> PreTrainedTokenizerFast:
+def train_bpe_tokenizer(texts: Iterable[str], vocab_size: int = 1000) -> PreTrainedTokenizerFast:
     """Byte-level BPE with single-digit tokens and our special tokens, trained on ``texts``."""
     tokenizer = Tokenizer(models.BPE())
-    splits = [pre_tokenizers.Digits(individual_digits=True)]
-    if isolate_whitespace:
-        splits.append(pre_tokenizers.Split(Regex(r"\s"), behavior="isolated"))
-    splits.append(pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True))
-    tokenizer.pre_tokenizer = pre_tokenizers.Sequence(splits)
+    tokenizer.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Digits(individual_digits=True),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True),
+        ]
+    )
     tokenizer.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,
