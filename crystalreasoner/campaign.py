@@ -126,7 +126,8 @@ def write_campaign_report(
             lines.append(f"| {r['candidate']} | {r['formula']} | "
                          f"{'-' if e_hull is None else f'{e_hull:.3f}'} | `{r['job_uuid']}` |")
         lines.append("")
-        for cif in sorted((validation_dir / "export" / "cifs").glob("*.cif"))[:4]:
+        cifs = [validation_dir / "export" / "cifs" / f"candidate-{r['candidate']}.cif" for r in validation_summary["records"]]
+        for cif in [c for c in cifs if c.exists()][:4]:  # the best four, in rank order
             lines.append(f"![{cif.stem}]({_structure_picture(cif, out).name})")
         lines += ["", f"DFT: {validation_summary['dft']['message']}", ""]
     report = out / "report.md"
