@@ -247,6 +247,8 @@ def compare(
     table.add_row("relaxed samples", *[str(r["relaxed"]) for r in results])
     table.add_row("E_hull mean (eV/atom)", *[f"{r['e_above_hull_mean']:.3f}" if r["e_above_hull_mean"] is not None else "-" for r in results])
     table.add_row("stable (< 0.1) %", *[f"{100 * r['stable_share']:.1f}" for r in results])
+    if config.reward.specialist in ("elasticity", "thermal_expansion"):
+        table.add_row("property target hit %", *[f"{100 * r['property_hit_share']:.1f}" for r in results])
     console.print(table)
     for result in results[1:]:
         diff = paired_difference(results[0], result)

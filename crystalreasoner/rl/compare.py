@@ -48,6 +48,8 @@ def score_checkpoint(
         "relaxed": len(e_hull),
         "e_above_hull_mean": sum(e_hull) / len(e_hull) if e_hull else None,
         "stable_share": sum(e < 0.1 for e in e_hull) / len(samples),
+        # specialists: share of all samples whose relaxed structure lands in every target bucket
+        "property_hit_share": sum(b.terms.get("property_hit", 0) for b in rewards) / len(samples),
         **{name: table[name] for name in COLUMNS if name in table},
     }
 

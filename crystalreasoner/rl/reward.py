@@ -26,6 +26,7 @@ from crystalreasoner.evaluation.mlip import MLIPConfig, relax_many
 from crystalreasoner.evaluation.properties import (
     SPECIALIST_BUCKETS,
     bucket_fit,
+    bucket_hit,
     elastic_moduli,
     thermal_expansion,
 )
@@ -164,3 +165,7 @@ def _property_terms(samples, rows, candidates: list[int], out: list[RewardBreakd
         out[i].terms["property"] = sum(
             bucket_fit(b, w, result.values[name]) for b, w, name in zip(buckets, wanted, names)
         )
+        # not weighted: the specialist's hit rate (every target bucket hit), logged and compared
+        out[i].terms["property_hit"] = int(all(
+            bucket_hit(b, w, result.values[name]) for b, w, name in zip(buckets, wanted, names)
+        ))

@@ -57,3 +57,21 @@ def test_energy_term_from_a_chgnet_relaxation_of_a_real_crystal():
     (breakdown,) = group_rewards([sample], RewardConfig())
     assert breakdown.e_above_hull is not None and breakdown.e_above_hull < 0.2
     assert breakdown.reward == pytest.approx(1.0 + 10 * energy_score(breakdown.e_above_hull))
+
+
+@pytest.mark.integration
+def test_elasticity_specialist_scores_and_counts_bucket_hits():
+    from pymatgen.core import Lattice, Structure
+
+    from crystalreasoner.evaluation.properties import elastic_moduli
+
+    silicon = Structure.from_spacegroup("Fd-3m", Lattice.cubic(5.47), ["Si"], [[0, 0, 0]]).get_primitive_structure()
+    config = RewardConfig(specialist="elasticity")
+    measured = elastic_moduli(silicon, config.mlip).values  # GPa, the buckets' units
+    hit = _sample(encode_structure(silicon), formula="Si", targets=measured)
+    miss = _sample(encode_structure(silicon), formula="Si", targets={"bulk_modulus_vrh": 400.0, "shear_modulus_vrh": 400.0})
+    scored_hit, scored_miss = group_rewards([hit, miss], config)
+    assert (scored_hit.terms["property_hit"], scored_miss.terms["property_hit"]) == (1, 0)
+    assert scored_hit.terms["property"] > scored_miss.terms["property"]
+    assert scored_hit.reward - scored_miss.reward == pytest.approx(
+        config.property * (scored_hit.terms["property"] - scored_miss.terms["property"]))
