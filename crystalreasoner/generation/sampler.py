@@ -205,9 +205,12 @@ class ContinuousBatchSampler:
         def fill(index: int) -> None:
             nonlocal keys, values
             slots[index] = None
+            positions[index] = 0  # a free slot must not hold the cache at its old length
             if pending:
                 request = pending.popleft()
-                keys, values = self._fit(keys, values, len(request.prompt_ids) + 1)
+                # the cache must still hold every live sequence, not only the new prompt
+                longest = max(len(request.prompt_ids), int(positions.max()))
+                keys, values = self._fit(keys, values, longest + 1)
                 slots[index] = _Slot(request)
                 logits[index] = self._prefill(request.prompt_ids, keys, values, index).float()
                 positions[index] = len(request.prompt_ids)

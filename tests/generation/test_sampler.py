@@ -17,19 +17,44 @@ def _prompts(tokenizer):
     return [tokenizer(t)["input_ids"] for t in texts]
 
 
-def _assert_greedy_matches_hf(model, prompts, slots):
+def _assert_greedy_matches_hf(model, prompts, slots, new_tokens=24):
     sampler = ContinuousBatchSampler(model, stop_ids=set(), slots=slots)
+    params = SamplingParams(temperature=1.0, top_k=1, top_p=1.0, max_new_tokens=new_tokens)
     ours = {c.request_id: c.token_ids for c in sampler.generate(
-        [Request(str(i), p) for i, p in enumerate(prompts)], GREEDY)}
+        [Request(str(i), p) for i, p in enumerate(prompts)], params)}
     for i, prompt in enumerate(prompts):
-        hf = model.generate(torch.tensor([prompt]), do_sample=False, max_new_tokens=24,
-                            min_new_tokens=24, pad_token_id=0)[0, len(prompt):].tolist()
-        assert ours[str(i)] == hf
+        hf = model.generate(torch.tensor([prompt]), do_sample=False, max_new_tokens=new_tokens,
+                            min_new_tokens=new_tokens, pad_token_id=0)[0, len(prompt):].tolist()
+        assert ours[str(i)] == hf, f"request {i} differs from HF"
 
 
 def test_greedy_matches_hf_generate_with_more_requests_than_slots(tokenizer, tiny_model):
     """GQA model, 5 requests on 2 slots: every sequence equals HF's greedy output."""
     _assert_greedy_matches_hf(tiny_model, _prompts(tokenizer) + [tokenizer("Al2O3")["input_ids"]], slots=2)
+
+
+def test_a_refill_with_a_short_prompt_keeps_the_long_sequences_cache():
+    """Short requests that stop at once refill a slot next to a ~300-position sequence: the cache
+    must not shrink to the new prompt's length (it did, and long batches then wrote text from a
+    truncated context). The shipped model, since a random one barely depends on far context."""
+    from crystalreasoner.checkpoints import shipped_checkpoint
+    from crystalreasoner.training.models import load_checkpoint
+    from crystalreasoner.training.tokenizer import THINK_START
+
+    model, tokenizer = load_checkpoint(shipped_checkpoint("tiny-cpu"))
+    chat = [{"role": "user", "content": "Generate a crystal structure of TmMgHg2. The cell contains Tm1 Mg1 Hg2."}]
+    head = tokenizer(tokenizer.apply_chat_template(chat, tokenize=False, add_generation_prompt=True),
+                     add_special_tokens=False)["input_ids"]
+    context = model.generate(torch.tensor([head]), do_sample=False, max_new_tokens=300, pad_token_id=0)[0]
+    long_prompt, expected = context[:-40].tolist(), context[-40:].tolist()
+    short = [tokenizer(f"<|user|>{f}<|assistant|>", add_special_tokens=False)["input_ids"] for f in ("Fe2O3", "MgO", "NaCl")]
+    think = tokenizer.convert_tokens_to_ids(THINK_START)  # what a fresh answer starts with: short ones stop at once
+    sampler = ContinuousBatchSampler(model, stop_ids={think}, slots=2)
+    params = SamplingParams(temperature=1.0, top_k=1, top_p=1.0, max_new_tokens=40)
+    requests = [Request("long", long_prompt)] + [Request(str(i), p) for i, p in enumerate(short)]
+    ours = {c.request_id: c.token_ids for c in sampler.generate(requests, params)}
+    assert [ours[str(i)] for i in range(3)] == [[think]] * 3
+    assert ours["long"] == expected
 
 
 def test_stop_tokens_and_length_cap(tokenizer, tiny_model):
