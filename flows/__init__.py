@@ -9,8 +9,16 @@ are off unless the user turns them on.
 """
 
 import os
+from pathlib import Path
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+# The stage cache (Prefect's persisted task results) lives beside the project's store, not in the
+# user-wide $PREFECT_HOME: another checkout, or a wiped store, must never be handed artifact ids
+# that only some other store holds. Set before Prefect reads its settings.
+os.environ.setdefault(
+    "PREFECT_RESULTS_LOCAL_STORAGE_PATH",
+    str((Path(os.environ.get("CRYSREAS_HOME", ".crysreas")) / "prefect-results").resolve()),
+)
 
 from prefect.cache_policies import INPUTS, TASK_SOURCE
 

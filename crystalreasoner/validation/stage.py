@@ -52,6 +52,10 @@ def validate_evaluation(
     records = relax_candidates(
         candidates, config.relax, job_store, hull_reference(config.hull_reference), metadata, out / "jobs"
     )
+    for record in records:  # the same plausibility floor as the ranking, after the full relaxation
+        if record.error is None and below_floor(record.e_above_hull, config.ranking):
+            record.error = (f"E_hull {record.e_above_hull:.3f} eV/atom after relaxation is below the "
+                            f"{config.ranking.min_e_above_hull} eV/atom floor: taken as an MLIP artefact")
     table: list[dict[str, Any]] = []
     structures = []
     for candidate, record in zip(candidates, records):
