@@ -14,11 +14,13 @@ from pathlib import Path
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 # The stage cache (Prefect's persisted task results) lives beside the project's store, not in the
 # user-wide $PREFECT_HOME: another checkout, or a wiped store, must never be handed artifact ids
-# that only some other store holds. Set before Prefect reads its settings.
-os.environ.setdefault(
-    "PREFECT_RESULTS_LOCAL_STORAGE_PATH",
-    str((Path(os.environ.get("CRYSREAS_HOME", ".crysreas")) / "prefect-results").resolve()),
-)
+# that only some other store holds. Set before Prefect reads its settings; a path the user set is
+# kept, one we set is recomputed in child processes (workers) that run with another CRYSREAS_HOME.
+if "PREFECT_RESULTS_LOCAL_STORAGE_PATH" not in os.environ or os.environ.get("CRYSREAS_RESULTS_FROM_HOME"):
+    os.environ["PREFECT_RESULTS_LOCAL_STORAGE_PATH"] = str(
+        (Path(os.environ.get("CRYSREAS_HOME", ".crysreas")) / "prefect-results").resolve()
+    )
+    os.environ["CRYSREAS_RESULTS_FROM_HOME"] = "1"
 
 from prefect.cache_policies import INPUTS, TASK_SOURCE
 
