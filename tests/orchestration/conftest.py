@@ -46,9 +46,13 @@ def stop_process(process: subprocess.Popen) -> None:
 def server_env(tmp_path, crysreas_home):
     """A real ``prefect server start --host 127.0.0.1`` with its own home; yields its env."""
     port = _free_port()
+    inherited = {k: v for k, v in os.environ.items() if k != "CRYSREAS_RESULTS_FROM_HOME"}
     env = {
-        **os.environ,
+        **inherited,
         "PREFECT_HOME": str(tmp_path / "prefect"),
+        # flow-run processes load Prefect's settings before they import `flows`: give them this
+        # test's own stage cache, not the one this pytest process set for itself
+        "PREFECT_RESULTS_LOCAL_STORAGE_PATH": str(crysreas_home / "prefect-results"),
         "PREFECT_API_URL": f"http://127.0.0.1:{port}/api",
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         "PREFECT_LOGGING_LEVEL": "WARNING",
