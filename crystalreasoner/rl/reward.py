@@ -162,10 +162,7 @@ def _property_terms(samples, rows, candidates: list[int], out: list[RewardBreakd
         if None in wanted:
             out[i].errors["property"] = "target outside the buckets"
             continue
-        out[i].terms["property"] = sum(
-            bucket_fit(b, w, result.values[name]) for b, w, name in zip(buckets, wanted, names)
-        )
+        scored = [(b, w, result.values[name]) for b, w, name in zip(buckets, wanted, names)]
+        out[i].terms["property"] = sum(bucket_fit(b, w, value) for b, w, value in scored)
         # not weighted: the specialist's hit rate (every target bucket hit), logged and compared
-        out[i].terms["property_hit"] = int(all(
-            bucket_hit(b, w, result.values[name]) for b, w, name in zip(buckets, wanted, names)
-        ))
+        out[i].terms["property_hit"] = int(all(bucket_hit(b, w, value) for b, w, value in scored))

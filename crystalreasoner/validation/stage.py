@@ -8,6 +8,7 @@ import json
 from typing import Any, ClassVar
 
 from crystalreasoner.config import StageConfig
+from crystalreasoner.errors import ArtifactNotFoundError
 from crystalreasoner.evaluation.stage import generation_samples, hull_reference
 from crystalreasoner.hashing import sha256_json
 from crystalreasoner.stores import ArtifactDoc, ArtifactKind, ArtifactRegistry
@@ -100,8 +101,6 @@ def validate_evaluation(
 def task_lineage(registry: ArtifactRegistry, job_uuid: str, job_store=None) -> tuple[dict[str, Any], list[ArtifactDoc]]:
     """An atomate2 task document (by job uuid) and the chain it came from: the validation that
     ran it, then the evaluation, generation, checkpoint, traces and dataset behind it."""
-    from crystalreasoner.errors import ArtifactNotFoundError
-
     job_store = job_store or registry.spec.job_store()
     job_store.connect()
     doc = job_store.query_one({"uuid": job_uuid}, load=True)
