@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import json
+import random
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from pymatgen.core import Composition
+
 from crystalreasoner.config import StageConfig
+from crystalreasoner.data.property_tables import PropertyRow
 from crystalreasoner.data.codec import STRUCTURE_END, decode_structure
 from crystalreasoner.errors import CodecError, ConfigError
 from crystalreasoner.generation.sampler import (
@@ -19,7 +24,14 @@ from crystalreasoner.generation.sampler import (
 )
 from crystalreasoner.hashing import sha256_json
 from crystalreasoner.stores import ArtifactDoc, ArtifactKind, ArtifactRegistry
-from crystalreasoner.traces.prompts import formula_from_prompt, parse_cell_counts
+from crystalreasoner.tasks import Task
+from crystalreasoner.traces.prompts import (
+    formula_from_prompt,
+    formula_text,
+    parse_cell_counts,
+    render_prompt,
+    task_applies,
+)
 
 
 class GenerateConfig(StageConfig):
@@ -233,6 +245,26 @@ def prompts_from_traces(traces_location: str | Path, split: str, task: str = "co
         for r in records
         if r["task"] == task and r["variant"] == 0
     ]
+
+
+def prompts_from_table(
+    rows: Sequence[PropertyRow], split: str, task: str, seed: int = 0
+) -> list[PromptSpec]:
+    """Prompts for a composition-only property table (no structure behind them).
+
+    A composition qualifies when the task applies to its reduced formula's cell (for thermal
+    expansion: a CTE inside the buckets and fewer than 10 atoms); the phrasing is seeded.
+    """
+    rng = random.Random(f"{seed}:{task}:{split}")
+    prompts = []
+    for row in rows:
+        composition = Composition(row.formula)
+        if row.split != split or not task_applies(Task(task), row.properties, int(composition.num_atoms)):
+            continue
+        formula = formula_text(composition)
+        prompt = render_prompt(Task(task), formula, row.properties, rng)
+        prompts.append(PromptSpec(prompt=prompt, formula=formula, task=task, targets=dict(row.properties)))
+    return prompts
 
 
 def load_samples(path: str | Path) -> list[GeneratedSample]:

@@ -20,12 +20,14 @@ from transformers import TrainerCallback
 from transformers.trainer_utils import get_last_checkpoint
 
 from crystalreasoner.config import StageConfig
+from crystalreasoner.data.property_tables import load_property_table
 from crystalreasoner.errors import ArtifactNotFoundError, ConfigError
 from crystalreasoner.generation.sampler import ContinuousBatchSampler, Request, SamplingParams
 from crystalreasoner.generation.stage import (
     GeneratedSample,
     PromptSpec,
     parse_sample,
+    prompts_from_table,
     prompts_from_traces,
 )
 from crystalreasoner.hashing import sha256_json
@@ -59,6 +61,9 @@ class RLConfig(StageConfig):
     preset_folder: ClassVar[str] = "rl"
     task: str = "conditional"  # prompts of this task from the SFT checkpoint's trace set
     split: str = "train"
+    #: take the prompts from this composition-only property table instead of a trace set
+    #: (a bundled name such as ``aflow-thermal-expansion``, or a CSV path)
+    prompt_table: str | None = None
     max_prompts: int | None = None
     reward: RewardConfig = RewardConfig()
     max_minutes: float | None = None
@@ -133,8 +138,9 @@ class RewardLog:
         samples = []
         for i, ids in enumerate(completion_ids):
             text = self.tokenizer.decode(ids, skip_special_tokens=False).replace(self.tokenizer.eos_token, "")
+            request = prompts[i][-1]["content"] if isinstance(prompts[i], list) else str(prompts[i])
             samples.append(parse_sample(GeneratedSample(
-                i, 0, "", formula[i], None, task[i], json.loads(targets[i]), text, "stop", len(ids)
+                i, 0, request, formula[i], None, task[i], json.loads(targets[i]), text, "stop", len(ids)
             )))
         started = time.perf_counter()
         rewards = group_rewards(samples, self.config)
@@ -186,7 +192,15 @@ class RLStage:
     def prompts(
         self, registry: ArtifactRegistry, checkpoint_id: str, traces_id: str | None = None, split: str | None = None
     ) -> list[PromptSpec]:
-        """The prompts of this run's task from ``traces_id`` or the checkpoint's own trace set."""
+        """The prompts of this run's task: from the configured property table, ``traces_id``, or
+        the checkpoint's own trace set."""
+        split = split or self.config.split
+        if self.config.prompt_table is not None:
+            rows = load_property_table(self.config.prompt_table)
+            prompts = prompts_from_table(rows, split, self.config.task, self.config.seed)
+            if not prompts:
+                raise ConfigError(f"the table {self.config.prompt_table} has no {self.config.task!r} prompts in {split}")
+            return prompts[: self.config.max_prompts]
         if traces_id is None:
             traces = next((d for d in registry.lineage(checkpoint_id) if d.kind == "traces"), None)
             if traces is None:
@@ -194,9 +208,9 @@ class RLStage:
                     f"checkpoint {checkpoint_id} has no trace set in its lineage: pass the traces to use"
                 )
             traces_id = traces.artifact_id
-        prompts = prompts_from_traces(registry.get(traces_id).location, split or self.config.split, self.config.task)
+        prompts = prompts_from_traces(registry.get(traces_id).location, split, self.config.task)
         if not prompts:
-            raise ConfigError(f"the trace set {traces_id} has no {self.config.task!r} prompts in {split or self.config.split}")
+            raise ConfigError(f"the trace set {traces_id} has no {self.config.task!r} prompts in {split}")
         return prompts[: self.config.max_prompts]
 
     def run(

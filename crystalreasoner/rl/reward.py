@@ -11,6 +11,7 @@ group). A sample whose reward cannot be computed scores 0 with the reason logged
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
@@ -54,7 +55,7 @@ class RewardConfig(StageConfig):
     specialist: Specialist = "none"
     spacegroup: float = 1.0  # space-group specialist: + 1 x (matches the target)
     property: float = 5.0  # elasticity / thermal expansion: 5 x bucket score(s)
-    thermal_top_k: int = 16  # QHA only for the lowest-energy samples of a group
+    thermal_top_k: int = 2  # QHA only for the lowest-energy samples of each prompt's group
     mlip: MLIPConfig | None = MLIPConfig(max_steps=20, timeout_s=30)  # None: no energy term
     hull_reference: str = "bundled"
 
@@ -141,10 +142,14 @@ def _weighted_sum(terms: dict[str, float], config: RewardConfig) -> float:
 
 
 def _property_terms(samples, rows, candidates: list[int], out: list[RewardBreakdown], config: RewardConfig) -> None:
-    """Elasticity: 5 (f(K) + f(G)); thermal expansion: 5 f(CTE) for the lowest-energy samples."""
+    """Elasticity: 5 (f(K) + f(G)); thermal expansion: 5 f(CTE) for the lowest-energy samples
+    of each prompt's group (so a batch of many prompts gives each prompt the same chance)."""
     with_energy = [i for i in candidates if rows[i].relaxed_structure is not None]
     if config.specialist == "thermal_expansion":
-        with_energy = sorted(with_energy, key=lambda i: rows[i].energy_per_atom)[: config.thermal_top_k]
+        groups: dict[str, list[int]] = defaultdict(list)
+        for i in sorted(with_energy, key=lambda i: rows[i].energy_per_atom):
+            groups[samples[i].prompt].append(i)
+        with_energy = [i for group in groups.values() for i in group[: config.thermal_top_k]]
         names, compute = ("thermal_expansion_300k",), thermal_expansion
     else:
         names, compute = ("bulk_modulus_vrh", "shear_modulus_vrh"), elastic_moduli

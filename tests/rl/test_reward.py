@@ -10,8 +10,8 @@ BLOCK = "<CIF>\nP1\n5 5 5\n90 90 90\nMg 1 0 0 0\nIn 1 0.5 0.5 0.5\nIn 1 0.5 0 0\
 TRACE = "<think>\nSpace group: Pm-3m (No. 221), cubic crystal system.\nCell composition: Mg1 In2 (3 atoms).\n</think>\n"
 
 
-def _sample(text, formula="MgIn2", task="conditional", targets=None):
-    return parse_sample(GeneratedSample(0, 0, "p", formula, None, task, targets or {}, text, "stop", 1))
+def _sample(text, formula="MgIn2", task="conditional", targets=None, prompt="p"):
+    return parse_sample(GeneratedSample(0, 0, prompt, formula, None, task, targets or {}, text, "stop", 1))
 
 
 def test_energy_score_and_gate():
@@ -75,3 +75,22 @@ def test_elasticity_specialist_scores_and_counts_bucket_hits():
     assert scored_hit.terms["property"] > scored_miss.terms["property"]
     assert scored_hit.reward - scored_miss.reward == pytest.approx(
         config.property * (scored_hit.terms["property"] - scored_miss.terms["property"]))
+
+
+@pytest.mark.integration
+def test_thermal_specialist_runs_qha_for_the_lowest_energy_samples_of_each_prompt():
+    from pymatgen.core import Lattice, Structure
+
+    salt = Structure.from_spacegroup("Fm-3m", Lattice.cubic(5.64), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    salt = salt.get_primitive_structure()
+    strained = salt.copy()
+    strained.apply_strain(-0.1)  # compressed: higher energy after 20 relaxation steps
+    targets = {"thermal_expansion_300k": 3e-5}
+    samples = [
+        _sample(encode_structure(cell), formula="NaCl", task="thermal_expansion", targets=targets, prompt=prompt)
+        for prompt in ("first", "second") for cell in (strained, salt)
+    ]
+    scored = group_rewards(samples, RewardConfig(specialist="thermal_expansion", thermal_top_k=1))
+    with_property = [i for i, s in enumerate(scored) if "property" in s.terms]
+    assert with_property == [1, 3]  # one per prompt, the lower-energy cell of each
+    assert all(s.terms["property_hit"] in (0, 1) for s in (scored[1], scored[3]))
