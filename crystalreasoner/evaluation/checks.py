@@ -13,6 +13,7 @@ from math import gcd
 import numpy as np
 from pymatgen.core import Composition, Structure
 from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
+from pymatgen.symmetry.groups import SpaceGroup
 
 from crystalreasoner.traces.render import TraceClaims
 
@@ -138,22 +139,39 @@ def _coordination_numbers(structure: Structure) -> dict[str, list[int]] | None:
     return {el: sorted(set(cns)) for el, cns in out.items()}
 
 
+@cache
+def crystal_system(spacegroup_number: int) -> str:
+    """'cubic', 'hexagonal', ... of an international space-group number."""
+    return SpaceGroup.from_int_number(spacegroup_number).crystal_system
+
+
 def trace_consistency(
     structure: Structure, claims: TraceClaims, *, coordination: bool = False
-) -> dict[str, int]:
+) -> dict[str, float]:
     """Which claims of a trace the structure bears out (SPEC §5: the trace-consistency term).
 
-    Only announced claims are scored: space group and orbit multiplicities per element (at the
-    evaluation tolerance or the traces' tighter one), cell composition, volume within ``VOLUME_TOLERANCE``, and with
-    ``coordination`` the set of CrystalNN coordination numbers per element (slower).
+    Only announced claims are scored: space group (and, coarser, its crystal system) and orbit
+    multiplicities per element (at the evaluation tolerance or the traces' tighter one), cell
+    composition (exactly, and as the overlap of element fractions, 1 - half their L1 distance),
+    volume within ``VOLUME_TOLERANCE``, and with ``coordination`` the set of CrystalNN
+    coordination numbers per element (slower). The graded scores give a small model's RL a
+    signal long before its traces are exactly right.
     """
-    scores: dict[str, int] = {}
+    scores: dict[str, float] = {}
     readings = _symmetry_readings(structure) if claims.spacegroup_number or claims.orbits else []
     if claims.spacegroup_number is not None:
         scores["trace_spacegroup"] = int(any(n == claims.spacegroup_number for n, _ in readings))
+        claimed_system = crystal_system(claims.spacegroup_number) if 1 <= claims.spacegroup_number <= 230 else None
+        scores["trace_crystal_system"] = int(any(crystal_system(n) == claimed_system for n, _ in readings))
     if claims.composition is not None:
         actual = {el.symbol: int(n) for el, n in structure.composition.element_composition.items()}
         scores["trace_composition"] = int(actual == claims.composition)
+        claimed_total, actual_total = sum(claims.composition.values()), sum(actual.values())
+        distance = sum(
+            abs(actual.get(el, 0) / actual_total - claims.composition.get(el, 0) / max(claimed_total, 1))
+            for el in {*actual, *claims.composition}
+        )
+        scores["trace_composition_overlap"] = 1 - distance / 2
     if claims.orbits:
         claimed = {el: sorted(sizes) for el, sizes in claims.orbits.items()}
         scores["trace_orbits"] = int(any(orbits == claimed for _, orbits in readings))

@@ -40,7 +40,9 @@ from crystalreasoner.evaluation.stage import (
 from crystalreasoner.generation.stage import GeneratedSample
 
 Specialist = Literal["none", "space_group", "elasticity", "thermal_expansion"]
-TRACE_TERMS = ("trace_spacegroup", "trace_composition", "trace_orbits", "trace_volume")
+#: exact claims plus their graded forms (crystal system, composition overlap): a dense signal
+TRACE_TERMS = ("trace_spacegroup", "trace_crystal_system", "trace_composition", "trace_composition_overlap",
+               "trace_orbits", "trace_volume")
 
 
 class RewardConfig(StageConfig):
@@ -51,7 +53,7 @@ class RewardConfig(StageConfig):
     smact: float = 0.3
     composition: float = 0.3
     energy: float = 10.0  # x r(E_hull); specialists use 1
-    trace_consistency: float = 0.0  # ours: x mean of the trace's space group/composition/orbits/volume
+    trace_consistency: float = 0.0  # ours: x mean of the TRACE_TERMS the trace announced
     specialist: Specialist = "none"
     spacegroup: float = 1.0  # space-group specialist: + 1 x (matches the target)
     property: float = 5.0  # elasticity / thermal expansion: 5 x bucket score(s)

@@ -19,9 +19,11 @@ def test_metrics_of_hand_made_samples():
     good = cheap_metrics(_sample("<think>\nCell composition: Mg2 In4 (6 atoms).\n</think>\n" + BLOCK))
     assert good == {"trace_formula_match": 1, "parsed": 1, "structurally_valid": 1,
                     "smact_valid": 1, "composition_match": 1,  # Mg2 In4 reduces to MgIn2
-                    "trace_composition": 0}  # but the cell written holds Mg1 In2
+                    "trace_composition": 0,  # but the cell written holds Mg1 In2,
+                    "trace_composition_overlap": 1.0}  # in the same proportions
     off = cheap_metrics(_sample("<think>\nCell composition: Mg1 In1 (2 atoms).\n</think>\n" + BLOCK))
     assert off["trace_formula_match"] == 0 and off["composition_match"] == 1
+    assert off["trace_composition_overlap"] == pytest.approx(5 / 6)  # 1/2 vs 1/3 of the atoms are Mg
     wrong = cheap_metrics(_sample(BLOCK, formula="NaCl"))
     assert wrong["parsed"] == 1 and wrong["composition_match"] == 0 and "trace_formula_match" not in wrong
     close = cheap_metrics(_sample(BLOCK.replace("In 1 0.5 0 0", "In 1 0.02 0 0")))
