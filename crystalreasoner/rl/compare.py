@@ -17,7 +17,7 @@ from crystalreasoner.stores import ArtifactRegistry
 
 #: the evaluation columns shown next to the reward
 COLUMNS = ("parsed", "structurally_valid", "smact_valid", "composition_match", "spacegroup_match",
-           "trace_spacegroup", "trace_composition")
+           "trace_spacegroup", "trace_crystal_system", "trace_composition", "trace_composition_overlap")
 
 
 def score_checkpoint(
