@@ -59,9 +59,12 @@ class RewardConfig(StageConfig):
     property: float = 5.0  # elasticity / thermal expansion: 5 x bucket score(s)
     thermal_top_k: int = 2  # QHA only for the lowest-energy samples of each prompt's group
     mlip: MLIPConfig | None = MLIPConfig(max_steps=20, timeout_s=30)  # None: no energy term
+    #: the specialists' property MLIP when it should differ from ``mlip`` (e.g. SevenNet-0 for
+    #: QHA: CHGNet 0.3 gives fcc Al a negative thermal expansion)
+    property_mlip: MLIPConfig | None = None
     hull_reference: str = "bundled"
 
-    @field_validator("mlip", mode="before")
+    @field_validator("mlip", "property_mlip", mode="before")
     @classmethod
     def _mlip_preset(cls, value):
         return load_config(MLIPConfig, value) if isinstance(value, str) else value
@@ -160,7 +163,7 @@ def _property_terms(samples, rows, candidates: list[int], out: list[RewardBreakd
         if not all(name in targets for name in names):
             out[i].errors["property"] = f"no target for {', '.join(names)}"
             continue
-        result = compute(Structure.from_dict(rows[i].relaxed_structure), config.mlip)
+        result = compute(Structure.from_dict(rows[i].relaxed_structure), config.property_mlip or config.mlip)
         if result.error:
             out[i].errors["property"] = result.error
             continue
