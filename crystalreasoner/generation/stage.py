@@ -45,7 +45,7 @@ class GenerateConfig(StageConfig):
     seed: int = 0
     backend: Literal["continuous", "hf", "vllm"] = "continuous"
     slots: int = 128  # sequences decoding together (continuous backend)
-    constrained: bool = False  # composition-constrained decoding inside the structure block
+    constrained: bool = False  # composition-constrained decoding (structure block; trace composition lines)
     max_atoms: int = 20
 
     @property
@@ -138,7 +138,7 @@ class GenerateStage:
     config: GenerateConfig
 
     def sample(self, checkpoint: str | Path, prompts: list[PromptSpec]) -> list[GeneratedSample]:
-        from crystalreasoner.generation.constraints import CompositionConstraint
+        from crystalreasoner.generation.constraints import CompositionConstraint, CompositionTarget
         from crystalreasoner.training.models import load_checkpoint
 
         cfg = self.config
@@ -164,7 +164,7 @@ class GenerateStage:
                 mask = None
                 if cfg.constrained:
                     constraint = CompositionConstraint(tokenizer, cfg.max_atoms)
-                    targets = {}
+                    targets: dict[str, CompositionTarget] = {}
                     for i, j in keys:
                         if prompts[i].formula is None:
                             raise ConfigError(

@@ -18,27 +18,43 @@ def _allowed_texts(constraint, mask):
 
 def test_masks_follow_the_block(tokenizer):
     constraint = CompositionConstraint(tokenizer, max_atoms=20)
-    reduced, z = constraint.target("MgIn2")
-    assert reduced == {"Mg": 1, "In": 2} and z is None
-    assert constraint.allowed("<think>\nanything", reduced, z).all()  # before the block: free
-    start = _allowed_texts(constraint, constraint.allowed(HEADER, reduced, z))
+    target = constraint.target("MgIn2")
+    assert target.reduced == {"Mg": 1, "In": 2} and target.z is None and target.trace_lines == ()
+    assert constraint.allowed("<think>\nanything", target).all()  # before the block: free
+    start = _allowed_texts(constraint, constraint.allowed(HEADER, target))
     assert start and all(("Mg " + "x").startswith(t) or ("In " + "x").startswith(t) or t.startswith(("Mg", "In")) for t in start)
     assert "</CIF>" not in start and "Na" not in start
     one_unit = HEADER + "Mg 1 0 0 0\nIn 1 0.5 0.5 0.5\nIn 1 0.2 0.2 0.2\n"
-    assert "</CIF>" in _allowed_texts(constraint, constraint.allowed(one_unit, reduced, z))
+    assert "</CIF>" in _allowed_texts(constraint, constraint.allowed(one_unit, target))
     midline = one_unit + "Mg 1 0.1"
-    assert "</CIF>" not in _allowed_texts(constraint, constraint.allowed(midline, reduced, z))
+    assert "</CIF>" not in _allowed_texts(constraint, constraint.allowed(midline, target))
 
 
 def test_stated_cell_counts_fix_z(tokenizer):
     constraint = CompositionConstraint(tokenizer, max_atoms=20)
-    reduced, z = constraint.target("MgIn2", {"Mg": 2, "In": 4})
-    assert z == 2
+    target = constraint.target("MgIn2", {"Mg": 2, "In": 4})
+    assert target.z == 2
     one_unit = HEADER + "Mg 1 0 0 0\nIn 1 0.5 0.5 0.5\nIn 1 0.2 0.2 0.2\n"
-    assert "</CIF>" not in _allowed_texts(constraint, constraint.allowed(one_unit, reduced, z))
+    assert "</CIF>" not in _allowed_texts(constraint, constraint.allowed(one_unit, target))
     full = one_unit + "Mg 1 0 0 0.5\nIn 1 0.1 0.1 0.1\nIn 1 0.3 0.3 0.3\n"
-    allowed = _allowed_texts(constraint, constraint.allowed(full, reduced, z))
+    allowed = _allowed_texts(constraint, constraint.allowed(full, target))
     assert allowed == {"</CIF>"}  # every element is at its count: only the end remains
+
+
+def test_stated_cell_counts_force_the_traces_composition_lines(tokenizer):
+    """Once a line reaches a forced line's key, a random walk through the mask writes that line."""
+    constraint = CompositionConstraint(tokenizer, max_atoms=20)
+    target = constraint.target("MgIn2", {"Mg": 2, "In": 4})
+    assert target.trace_lines == ("Cell composition: Mg2 In4 (6 atoms).", "Elements by electronegativity: Mg, In.")
+    rng = random.Random(0)
+    for start in ("<think>\nCell composition:", "<think>\nSymmetry:\nElements by electronegativity:"):
+        for _ in range(5):
+            text = start
+            while "\n" not in text[len(start):]:
+                text += rng.choice(sorted(_allowed_texts(constraint, constraint.allowed(text, target))))
+            assert text[: text.index("\n", len(start))].rsplit("\n", 1)[-1] in target.trace_lines
+    assert constraint.allowed("<think>\nSpace group: ", target).all()  # other lines are free
+    assert constraint.allowed("<think>\nCell composition:", constraint.target("MgIn2")).all()  # no counts: free
 
 
 def test_random_walks_through_the_mask_always_give_the_composition(tokenizer):
@@ -46,10 +62,10 @@ def test_random_walks_through_the_mask_always_give_the_composition(tokenizer):
     constraint = CompositionConstraint(tokenizer, max_atoms=12)
     rng = random.Random(0)
     for formula in ("MgIn2", "SrTiO3", "NaCl", "Si"):
-        reduced, z = constraint.target(formula)
+        target = constraint.target(formula)
         text = HEADER
         for _ in range(40):
-            choices = sorted(_allowed_texts(constraint, constraint.allowed(text, reduced, z)))
+            choices = sorted(_allowed_texts(constraint, constraint.allowed(text, target)))
             token = rng.choice(choices)
             if token == "</CIF>":
                 text += token
@@ -65,8 +81,7 @@ def test_constrained_sampling_from_a_model_respects_the_block(tokenizer, tiny_mo
     """With the real sampler: a forced prefix opens the block; every atom line uses allowed elements."""
     constraint = CompositionConstraint(tokenizer, max_atoms=12)
     prompt = tokenizer(HEADER, add_special_tokens=False)["input_ids"]
-    reduced, z = constraint.target("MgIn2")
-    targets = {str(i): (reduced, z) for i in range(8)}
+    targets = {str(i): constraint.target("MgIn2") for i in range(8)}
     sampler = ContinuousBatchSampler(tiny_model, stop_ids={constraint.end_id}, slots=8)
     mask = constraint.token_mask(targets)
 
