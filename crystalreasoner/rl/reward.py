@@ -53,7 +53,8 @@ class RewardConfig(StageConfig):
     smact: float = 0.3
     composition: float = 0.3
     energy: float = 10.0  # x r(E_hull); specialists use 1
-    trace_consistency: float = 0.0  # ours: x mean of the TRACE_TERMS the trace announced
+    trace_consistency: float = 0.0  # ours: x mean of the trace_claims the trace announced
+    trace_claims: tuple[str, ...] = TRACE_TERMS  # which of TRACE_TERMS the term averages
     specialist: Specialist = "none"
     spacegroup: float = 1.0  # space-group specialist: + 1 x (matches the target)
     property: float = 5.0  # elasticity / thermal expansion: 5 x bucket score(s)
@@ -63,6 +64,14 @@ class RewardConfig(StageConfig):
     #: QHA: CHGNet 0.3 gives fcc Al a negative thermal expansion)
     property_mlip: MLIPConfig | None = None
     hull_reference: str = "bundled"
+
+    @field_validator("trace_claims")
+    @classmethod
+    def _known_claims(cls, value):
+        unknown = set(value) - set(TRACE_TERMS)
+        if unknown:
+            raise ValueError(f"unknown trace claims {sorted(unknown)}; known: {', '.join(TRACE_TERMS)}")
+        return value
 
     @field_validator("mlip", "property_mlip", mode="before")
     @classmethod
@@ -112,7 +121,7 @@ def group_rewards(
             "composition_match": metrics["composition_match"],
         }
         if config.trace_consistency:
-            claimed = [metrics[name] for name in TRACE_TERMS if name in metrics]
+            claimed = [metrics[name] for name in config.trace_claims if name in metrics]
             terms["trace_consistency"] = sum(claimed) / len(claimed) if claimed else 0.0
         if config.specialist == "space_group":
             terms["spacegroup_match"] = metrics.get("spacegroup_match", 0)

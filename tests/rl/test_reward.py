@@ -48,6 +48,10 @@ def test_trace_consistency_and_space_group_terms():
     assert honest.terms["trace_consistency"] == pytest.approx(0.5)
     assert honest.reward == pytest.approx(1.0 + 0.5 + 1.0)
     assert wrong_group.reward == 0  # no structure block: gated
+    only_composition = RewardConfig(mlip=None, trace_consistency=1.0, trace_claims=("trace_composition",))
+    assert group_rewards([_sample(TRACE + BLOCK)], only_composition)[0].terms["trace_consistency"] == 1
+    with pytest.raises(ValueError, match="unknown trace claims"):
+        RewardConfig(trace_claims=("trace_mood",))
 
 
 @pytest.mark.integration
