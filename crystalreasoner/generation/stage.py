@@ -13,8 +13,8 @@ from typing import Any, Literal
 from pymatgen.core import Composition
 
 from crystalreasoner.config import StageConfig
-from crystalreasoner.data.property_tables import PropertyRow
 from crystalreasoner.data.codec import STRUCTURE_END, decode_structure
+from crystalreasoner.data.property_tables import PropertyRow
 from crystalreasoner.errors import CodecError, ConfigError
 from crystalreasoner.generation.sampler import (
     Completion,
