@@ -73,7 +73,7 @@ def load_property_table(name_or_path: str | Path) -> list[PropertyRow]:
         values = {c: float(record[c]) for c in columns if not pd.isna(record[c])}
         if not all(math.isfinite(v) for v in values.values()):
             raise DataError(f"{path}, line {line}: non-finite value in {values}")
-        split = record.get(split_column) if split_column in frame.columns else None
+        split = record.get(split_column)
         formula = composition.reduced_formula
         rows.append(PropertyRow(formula, values, split if split in SPLITS else hash_split(formula)))
     return rows

@@ -23,7 +23,7 @@ from pymatgen.core import Composition
 from transformers import PreTrainedTokenizerBase
 
 from crystalreasoner.data.codec import STRUCTURE_END, STRUCTURE_START
-from crystalreasoner.traces.render import THINK_START
+from crystalreasoner.traces.render import THINK_START, composition_lines
 
 ATOM_LINES_START = 4  # block text after <CIF> splits into "", "P1", lengths, angles, atoms...
 
@@ -37,14 +37,9 @@ class CompositionTarget:
     trace_lines: tuple[str, ...] = ()
 
 
-def trace_lines(cell_counts: dict[str, int]) -> tuple[str, ...]:
-    """The trace's composition lines for stated cell counts (in the prompt's element order), as
-    the trace renderer writes them."""
-    counts = " ".join(f"{el}{n}" for el, n in cell_counts.items())
-    return (
-        f"Cell composition: {counts} ({sum(cell_counts.values())} atoms).",
-        f"Elements by electronegativity: {', '.join(cell_counts)}.",
-    )
+def _key(line: str) -> str:
+    """A forced line's key: its text up to and including the colon."""
+    return line[: line.index(":") + 1]
 
 
 class CompositionConstraint:
@@ -77,7 +72,7 @@ class CompositionConstraint:
         if not cell_counts:
             return CompositionTarget(reduced)
         z = next(iter(cell_counts.values())) // reduced[next(iter(cell_counts))]
-        return CompositionTarget(reduced, z, trace_lines(cell_counts))
+        return CompositionTarget(reduced, z, composition_lines(cell_counts))
 
     def allowed(self, text: str, target: CompositionTarget) -> torch.Tensor:
         """Mask over the vocabulary given everything generated so far (``text``)."""
@@ -112,8 +107,7 @@ class CompositionConstraint:
 
     def _trace_line_mask(self, line: str, forced: tuple[str, ...]) -> torch.Tensor:
         """Tokens that keep a line that reaches a forced line's key (up to its colon) on that line."""
-        keys = tuple(f[: f.index(":") + 1] for f in forced)
-        if not any(key.startswith(line) or line.startswith(key) for key in keys):
+        if not any(_key(f).startswith(line) or line.startswith(_key(f)) for f in forced):
             return self._everything  # most trace lines: no forced line can start here
         return self._forced_line_mask(line, forced)
 
@@ -121,8 +115,8 @@ class CompositionConstraint:
     def _forced_line_mask(self, line: str, forced: tuple[str, ...]) -> torch.Tensor:
         mask = self._everything.clone()
         on_forced_line = False
-        for full in forced:
-            key, full = full[: full.index(":") + 1], full + "\n"
+        for forced_line in forced:
+            key, full = _key(forced_line), forced_line + "\n"
             if not (key.startswith(line) or line.startswith(key)):
                 continue
             on_forced_line |= line.startswith(key)

@@ -256,13 +256,14 @@ def prompts_from_table(
     expansion: a CTE inside the buckets and fewer than 10 atoms); the phrasing is seeded.
     """
     rng = random.Random(f"{seed}:{task}:{split}")
+    kind = Task(task)
     prompts = []
     for row in rows:
         composition = Composition(row.formula)
-        if row.split != split or not task_applies(Task(task), row.properties, int(composition.num_atoms)):
+        if row.split != split or not task_applies(kind, row.properties, int(composition.num_atoms)):
             continue
         formula = formula_text(composition)
-        prompt = render_prompt(Task(task), formula, row.properties, rng)
+        prompt = render_prompt(kind, formula, row.properties, rng)
         prompts.append(PromptSpec(prompt=prompt, formula=formula, task=task, targets=dict(row.properties)))
     return prompts
 

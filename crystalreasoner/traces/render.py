@@ -23,6 +23,16 @@ def _signed(value: int) -> str:
     return f"+{value}" if value > 0 else str(value)
 
 
+def composition_lines(cell_counts: dict[str, int]) -> tuple[str, str]:
+    """The trace's ``Cell composition:`` and ``Elements by electronegativity:`` lines for cell
+    counts given in electronegativity order (constrained decoding forces these same lines)."""
+    counts = " ".join(f"{el}{n}" for el, n in cell_counts.items())
+    return (
+        f"Cell composition: {counts} ({sum(cell_counts.values())} atoms).",
+        f"Elements by electronegativity: {', '.join(cell_counts)}.",
+    )
+
+
 def _symmetry_lines(analysis: StructureAnalysis, print_wyckoff: bool) -> list[str]:
     lines = [
         f"Space group: {analysis.spacegroup_symbol} (No. {analysis.spacegroup_number}), "
@@ -34,12 +44,7 @@ def _symmetry_lines(analysis: StructureAnalysis, print_wyckoff: bool) -> list[st
             f"Conventional cell: a={a:.3f} b={b:.3f} c={c:.3f} Å, "
             f"alpha={alpha:.2f} beta={beta:.2f} gamma={gamma:.2f} degrees."
         )
-    lines.append(
-        "Cell composition: "
-        + " ".join(f"{el}{analysis.composition[el]}" for el in analysis.elements)
-        + f" ({sum(analysis.composition.values())} atoms)."
-    )
-    lines.append("Elements by electronegativity: " + ", ".join(analysis.elements) + ".")
+    lines.extend(composition_lines({el: analysis.composition[el] for el in analysis.elements}))
     for el in analysis.elements:
         mults = analysis.orbits[el]
         noun = "orbit, multiplicity" if len(mults) == 1 else "orbits, multiplicities"
