@@ -1,15 +1,16 @@
 """Composition-constrained decoding: inside the structure block, only the requested elements,
-in counts that can close into a whole number of formula units; and when the prompt states the
-cell counts, the trace's composition lines say exactly those counts.
+in counts that can close into a whole number of formula units, on lines the codec can read; and
+when the prompt states the cell counts, the trace's composition lines say exactly those counts.
 
-The constraint works on text, not on a particular tokenizer: a token is allowed at the start of
-an atom line when the line stays a prefix of ``"<El> "`` for an element that still has room.
+The constraint works on text, not on a particular tokenizer: a token is allowed when the line
+it extends can still become a line of the block's grammar (``P1``, three lengths, three angles,
+then ``<El> 1 x y z`` for an element that still has room), so every finished block parses.
 ``</CIF>`` is allowed only at a line start where the counts are ``Z`` times the reduced formula.
+A thinking block must close before the structure block opens (``</think>`` then ``<CIF>``).
 In the thinking block, a line that starts with a forced line's key (``Cell composition:``,
 ``Elements by electronegativity:``) must go on as that line: the rest of the trace (orbits,
 volume) is then reasoned about the requested cell, not about one the model made up and that
-the structure block would contradict. Numbers are not constrained. Off by default: the paper's
-metrics are unconstrained.
+the structure block would contradict. Off by default: the paper's metrics are unconstrained.
 """
 
 from __future__ import annotations
@@ -18,14 +19,23 @@ from dataclasses import dataclass
 from functools import cache, reduce
 from math import gcd
 
+import regex
 import torch
 from pymatgen.core import Composition
 from transformers import PreTrainedTokenizerBase
 
-from crystalreasoner.data.codec import STRUCTURE_END, STRUCTURE_START
-from crystalreasoner.traces.render import THINK_START, composition_lines
+from crystalreasoner.data.codec import SPACE_GROUP, STRUCTURE_END, STRUCTURE_START
+from crystalreasoner.traces.render import THINK_END, THINK_START, composition_lines
 
-ATOM_LINES_START = 4  # block text after <CIF> splits into "", "P1", lengths, angles, atoms...
+_NUMBER = r"-?[0-9]{1,4}(?:\.[0-9]{1,8})?"
+_TRIPLE = f"{_NUMBER} {_NUMBER} {_NUMBER}"
+#: the block text after <CIF> splits into "", "P1", lengths, angles, then the atom lines; with
+#: each line's pattern, how many leading fields are literal text (the rest are numbers)
+HEADER_LINES = (("", 0), (SPACE_GROUP, 1), (_TRIPLE, 0), (_TRIPLE, 0))
+ATOM_LITERAL_FIELDS = 2  # "<El> 1"
+ATOM_LINES_START = len(HEADER_LINES)
+#: what a closed thinking block is followed by
+AFTER_THINKING = "\n" + STRUCTURE_START
 
 
 @dataclass(frozen=True)
@@ -40,6 +50,13 @@ class CompositionTarget:
 def _key(line: str) -> str:
     """A forced line's key: its text up to and including the colon."""
     return line[: line.index(":") + 1]
+
+
+def _shape(line: str, literal_fields: int) -> str:
+    """The line with every digit of its numbers written as 0: the grammar cannot tell them apart,
+    so masks cache well. The first ``literal_fields`` fields (``P1``, ``<El> 1``) stay."""
+    fields = line.split(" ")
+    return " ".join(fields[:literal_fields] + [regex.sub(r"[0-9]", "0", f) for f in fields[literal_fields:]])
 
 
 class CompositionConstraint:
@@ -78,37 +95,65 @@ class CompositionConstraint:
         """Mask over the vocabulary given everything generated so far (``text``)."""
         start = text.rfind(STRUCTURE_START)
         if start < 0:
-            if target.trace_lines and THINK_START in text:
-                return self._trace_line_mask(text[text.rfind("\n") + 1 :], target.trace_lines)
-            return self._everything
+            return self._before_block_mask(text, target)
         lines = text[start + len(STRUCTURE_START) :].split("\n")
-        if len(lines) - 1 < ATOM_LINES_START:
-            return self._no_end_yet()
+        current, index = lines[-1], len(lines) - 1
+        if index < ATOM_LINES_START:
+            pattern, literal_fields = HEADER_LINES[index]
+            return self._line_mask(pattern, _shape(current, literal_fields), False)
         written: dict[str, int] = {}
         for line in lines[ATOM_LINES_START:-1]:
             symbol = line.split(" ", 1)[0]
             written[symbol] = written.get(symbol, 0) + 1
-        current = lines[-1]
-        if " " in current:  # the element of this line is written; coordinates are free
-            return self._no_end_yet()
         reduced, fixed_z = target.reduced, target.z
         per_unit = sum(reduced.values())
         z_max = fixed_z or max(self.max_atoms // per_unit, 1)
         room = tuple(sorted(el for el, n in reduced.items() if written.get(el, 0) < n * z_max))
         ratios = {written.get(el, 0) / n for el, n in reduced.items()}
         closes = (
-            len(ratios) == 1
+            current == ""
+            and len(ratios) == 1
             and set(written) <= set(reduced)
             and (z := ratios.pop()) >= 1
             and z == int(z)
             and (fixed_z is None or z == fixed_z)
         )
-        return self._line_start_mask(current, room, closes and current == "")
+        atom_line = f"(?:{'|'.join(room)}) 1 {_TRIPLE}" if room else "(?!)"
+        return self._line_mask(atom_line, _shape(current, ATOM_LITERAL_FIELDS), closes)
+
+    def _before_block_mask(self, text: str, target: CompositionTarget) -> torch.Tensor:
+        """Free text, except: a thinking block closes before ``<CIF>``, then nothing but ``<CIF>``."""
+        if THINK_START not in text:
+            return self._everything
+        end = text.rfind(THINK_END)
+        if end >= 0:
+            return self._after_thinking_mask(text[end + len(THINK_END) :])
+        line = text[text.rfind("\n") + 1 :]
+        if target.trace_lines:
+            return self._trace_line_mask(line, target.trace_lines)
+        return self._thinking_mask()
+
+    @cache  # noqa: B019 - a handful of prefixes of AFTER_THINKING
+    def _after_thinking_mask(self, written: str) -> torch.Tensor:
+        mask = torch.zeros(self.vocab, dtype=torch.bool)
+        for token_id, token_text in enumerate(self.texts):
+            candidate = written + token_text
+            # the tag whole (one special token), not spelled out of "<", "CIF", ">"
+            mask[token_id] = bool(token_text) and (
+                candidate == AFTER_THINKING or (AFTER_THINKING.startswith(candidate) and candidate.endswith("\n"))
+            )
+        return mask
+
+    @cache  # noqa: B019 - one mask
+    def _thinking_mask(self) -> torch.Tensor:
+        mask = self._everything.clone()
+        mask[self.start_id] = mask[self.end_id] = False
+        return mask
 
     def _trace_line_mask(self, line: str, forced: tuple[str, ...]) -> torch.Tensor:
         """Tokens that keep a line that reaches a forced line's key (up to its colon) on that line."""
         if not any(_key(f).startswith(line) or line.startswith(_key(f)) for f in forced):
-            return self._everything  # most trace lines: no forced line can start here
+            return self._thinking_mask()  # most trace lines: no forced line can start here
         return self._forced_line_mask(line, forced)
 
     @cache  # noqa: B019 - a few line prefixes per prompt; lives with the sampler
@@ -124,24 +169,23 @@ class CompositionConstraint:
                 candidate = line + token_text
                 if candidate.startswith(key) and not (full.startswith(candidate) or candidate.startswith(full)):
                     mask[token_id] = False
-        mask[self.end_id] = False
-        if on_forced_line:
-            mask[self.start_id] = False
+        mask[self.end_id] = mask[self.start_id] = False
         return mask
 
-    def _no_end_yet(self) -> torch.Tensor:
-        mask = self._everything.clone()
-        mask[self.end_id] = False
-        return mask
-
-    @cache  # noqa: B019 - a handful of (prefix, elements) keys per prompt; lives with the sampler
-    def _line_start_mask(self, prefix: str, room: tuple[str, ...], may_close: bool) -> torch.Tensor:
+    @cache  # noqa: B019 - keyed by the line's shape (digits are all alike), a few hundred per run
+    def _line_mask(self, pattern: str, line: str, may_close: bool) -> torch.Tensor:
+        """Tokens after which ``line`` can still become a ``pattern`` line; a token may end the line
+        with one newline when the line is then complete."""
+        compiled = regex.compile(pattern)
         mask = torch.zeros(self.vocab, dtype=torch.bool)
-        targets = [f"{el} " for el in room]
         for token_id, token_text in enumerate(self.texts):
-            line = prefix + token_text
-            if token_text and any(t.startswith(line) or line.startswith(t) for t in targets):
-                mask[token_id] = True
+            if not token_text:
+                continue
+            candidate = line + token_text
+            if candidate.endswith("\n") and candidate.count("\n") == 1:
+                mask[token_id] = compiled.fullmatch(candidate[:-1]) is not None
+            elif "\n" not in candidate:
+                mask[token_id] = compiled.fullmatch(candidate, partial=True) is not None
         mask[self.end_id] = may_close
         return mask
 

@@ -1,4 +1,5 @@
-"""Composition-constrained decoding: only requested elements, closing only on whole units."""
+"""Composition-constrained decoding: only requested elements, closing only on whole units, on
+lines the codec reads."""
 
 import random
 
@@ -20,7 +21,15 @@ def test_masks_follow_the_block(tokenizer):
     constraint = CompositionConstraint(tokenizer, max_atoms=20)
     target = constraint.target("MgIn2")
     assert target.reduced == {"Mg": 1, "In": 2} and target.z is None and target.trace_lines == ()
-    assert constraint.allowed("<think>\nanything", target).all()  # before the block: free
+    thinking = _allowed_texts(constraint, constraint.allowed("<think>\nanything", target))
+    assert "<CIF>" not in thinking and "</CIF>" not in thinking and "Mg" in thinking  # else free
+    assert _allowed_texts(constraint, constraint.allowed("<think>\nx\n</think>", target)) == {"\n"}
+    assert _allowed_texts(constraint, constraint.allowed("<think>\nx\n</think>\n", target)) == {"<CIF>"}
+    assert _allowed_texts(constraint, constraint.allowed("<think>\nx\n</think>\n<CIF>\nP", target)) == {"1"}
+    lengths = _allowed_texts(constraint, constraint.allowed("<think>\n</think>\n<CIF>\nP1\n4.2", target))
+    assert lengths == {*"0123456789", " "}  # the number goes on, or the next one starts
+    assert _allowed_texts(constraint, constraint.allowed(HEADER + "Mg ", target)) == {"1"}
+    assert "\n" not in _allowed_texts(constraint, constraint.allowed(HEADER + "Mg 1 0.5 0.5", target))
     start = _allowed_texts(constraint, constraint.allowed(HEADER, target))
     assert start and all(("Mg " + "x").startswith(t) or ("In " + "x").startswith(t) or t.startswith(("Mg", "In")) for t in start)
     assert "</CIF>" not in start and "Na" not in start
@@ -53,26 +62,21 @@ def test_stated_cell_counts_force_the_traces_composition_lines(tokenizer):
             while "\n" not in text[len(start):]:
                 text += rng.choice(sorted(_allowed_texts(constraint, constraint.allowed(text, target))))
             assert text[: text.index("\n", len(start))].rsplit("\n", 1)[-1] in target.trace_lines
-    assert constraint.allowed("<think>\nSpace group: ", target).all()  # other lines are free
-    assert constraint.allowed("<think>\nCell composition:", constraint.target("MgIn2")).all()  # no counts: free
+    free = constraint.allowed("<think>\nSpace group: ", target)  # other lines are free
+    assert free.sum() == len(constraint.texts) - 2  # but for the block's tags
+    assert constraint.allowed("<think>\nCell composition:", constraint.target("MgIn2")).equal(free)  # no counts
 
 
-def test_random_walks_through_the_mask_always_give_the_composition(tokenizer):
-    """A random policy restricted by the mask (numbers written by a script) ends on Z units."""
+def test_random_walks_through_the_mask_always_give_a_readable_block_of_the_composition(tokenizer):
+    """A random policy restricted by the mask (numbers included, the cell given) ends on Z units
+    the codec reads."""
     constraint = CompositionConstraint(tokenizer, max_atoms=12)
     rng = random.Random(0)
     for formula in ("MgIn2", "SrTiO3", "NaCl", "Si"):
         target = constraint.target(formula)
-        text = HEADER
-        for _ in range(40):
-            choices = sorted(_allowed_texts(constraint, constraint.allowed(text, target)))
-            token = rng.choice(choices)
-            if token == "</CIF>":
-                text += token
-                break
-            text += token
-            if " " in text.rsplit("\n", 1)[-1]:  # element chosen: finish the line by script
-                text = text.rsplit("\n", 1)[0] + "\n" + text.rsplit("\n", 1)[-1].split(" ")[0] + " 1 0.1 0.2 0.3\n"
+        text = "<think>\nfree text\n</think>\n<CIF>\nP1\n4 4 4\n90 90 90\n"  # a cell that exists
+        while not text.endswith("</CIF>"):
+            text += rng.choice(sorted(_allowed_texts(constraint, constraint.allowed(text, target))))
         structure = decode_structure(text)
         assert structure.composition.reduced_formula == Composition(formula).reduced_formula
 
