@@ -10,21 +10,27 @@ A thinking block must close before the structure block opens (``</think>`` then 
 In the thinking block, a line that starts with a forced line's key (``Cell composition:``,
 ``Elements by electronegativity:``) must go on as that line: the rest of the trace (orbits,
 volume) is then reasoned about the requested cell, not about one the model made up and that
-the structure block would contradict. Off by default: the paper's metrics are unconstrained.
+the structure block would contradict. With ``min_distance``, an atom line that puts its atom
+closer than that to an earlier atom of the block is taken back and drawn again (at most
+``max_redraws`` times per sample), so composition forced onto a cell does not pile atoms up.
+Off by default: the paper's metrics are unconstrained.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 from functools import cache, reduce
 from math import gcd
 
+import numpy as np
 import regex
 import torch
-from pymatgen.core import Composition
+from pymatgen.core import Composition, Lattice
 from transformers import PreTrainedTokenizerBase
 
 from crystalreasoner.data.codec import SPACE_GROUP, STRUCTURE_END, STRUCTURE_START
+from crystalreasoner.generation.sampler import MaskResult
 from crystalreasoner.traces.render import THINK_END, THINK_START, composition_lines
 
 _NUMBER = r"-?[0-9]{1,4}(?:\.[0-9]{1,8})?"
@@ -68,15 +74,25 @@ class CompositionConstraint:
         The model's tokenizer; every token's text is precomputed once.
     max_atoms:
         Largest cell allowed, which bounds the number of formula units ``Z``.
+    min_distance:
+        Redraw an atom line whose atom is closer than this (Å) to an earlier one; None: never.
+    max_redraws:
+        Redraws allowed per sample, after which lines are kept as written.
     """
 
-    def __init__(self, tokenizer: PreTrainedTokenizerBase, max_atoms: int = 20):
+    def __init__(
+        self, tokenizer: PreTrainedTokenizerBase, max_atoms: int = 20,
+        min_distance: float | None = None, max_redraws: int = 16,
+    ):
         vocab = len(tokenizer)
         self.texts = [tokenizer.decode([i], skip_special_tokens=False) for i in range(vocab)]
         self.start_id = tokenizer.convert_tokens_to_ids(STRUCTURE_START)
         self.end_id = tokenizer.convert_tokens_to_ids(STRUCTURE_END)
         self.vocab = vocab
         self.max_atoms = max_atoms
+        self.min_distance = min_distance
+        self.max_redraws = max_redraws
+        self.redraws: Counter[str] = Counter()  # per request id
         self._everything = torch.ones(vocab, dtype=torch.bool)
 
     @staticmethod
@@ -189,19 +205,50 @@ class CompositionConstraint:
         mask[self.end_id] = may_close
         return mask
 
+    def redraw_point(self, text: str, ids: list[int]) -> int | None:
+        """How many of ``ids`` (which spell ``text``) to keep so that the atom line just finished
+        is drawn again: None unless its atom is closer than ``min_distance`` to an earlier atom."""
+        start = text.rfind(STRUCTURE_START)
+        if self.min_distance is None or start < 0 or not text.endswith("\n"):
+            return None
+        lines = text[start + len(STRUCTURE_START) :].split("\n")[:-1]
+        if len(lines) < ATOM_LINES_START + 2:
+            return None
+        try:
+            lattice = Lattice.from_parameters(*map(float, lines[2].split()), *map(float, lines[3].split()))
+            fractional = [[float(x) for x in line.split()[2:5]] for line in lines[ATOM_LINES_START:]]
+            closest = lattice.get_all_distances(fractional[-1:], fractional[:-1]).min()
+        except (ValueError, TypeError):
+            return None
+        if not np.isfinite(closest) or closest >= self.min_distance:
+            return None
+        keep, chars = len(ids), len(lines[-1]) + 1
+        while chars > 0 and keep > 0:
+            keep -= 1
+            chars -= len(self.texts[ids[keep]])
+        return keep if chars == 0 and keep > 0 else None  # the line's own tokens, and only those
+
     def token_mask(self, targets: dict[str, CompositionTarget]):
-        """A sampler ``token_mask`` for requests whose ids map to their ``CompositionTarget``."""
+        """A sampler ``token_mask`` for requests whose ids map to their ``CompositionTarget``;
+        it also rewinds a sample to redraw an atom line that came too close (``min_distance``)."""
         texts: dict[str, tuple[int, str]] = {}
 
-        def mask(requests, generated) -> torch.Tensor:
-            rows = []
-            for request, ids in zip(requests, generated):
-                seen, text = texts.get(request.request_id, (0, ""))
-                if seen > len(ids):  # the id was reused by a new sequence
+        def mask(requests, generated) -> MaskResult:
+            rows, rewind = [], {}
+            for row, (request, ids) in enumerate(zip(requests, generated)):
+                key = request.request_id
+                seen, text = texts.get(key, (0, ""))
+                if seen > len(ids):  # a rewind, or the id was reused by a new sequence
                     seen, text = 0, ""
                 text += "".join(self.texts[i] for i in ids[seen:])
-                texts[request.request_id] = (len(ids), text)
-                rows.append(self.allowed(text, targets[request.request_id]))
-            return torch.stack(rows)
+                texts[key] = (len(ids), text)
+                keep = self.redraw_point(text, ids) if self.redraws[key] < self.max_redraws else None
+                if keep is not None:
+                    self.redraws[key] += 1
+                    rewind[row] = keep
+                    rows.append(self._everything)  # this row samples nothing this step
+                else:
+                    rows.append(self.allowed(text, targets[key]))
+            return MaskResult(torch.stack(rows), rewind)
 
         return mask

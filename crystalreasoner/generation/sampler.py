@@ -56,8 +56,18 @@ class _Slot:
 #: the KV cache grows by this many positions at a time
 CACHE_CHUNK = 64
 
-#: ``(slot_request_ids, generated_ids_per_slot) -> bool mask [slots, vocab]`` of allowed tokens
-TokenMask = Callable[[list[Request], list[list[int]]], torch.Tensor | None]
+@dataclass
+class MaskResult:
+    """A token mask that may also take tokens back: ``rewind`` maps a row to how many generated
+    tokens it keeps; that row samples nothing this step and goes on from the kept prefix."""
+
+    allowed: torch.Tensor | None
+    rewind: dict[int, int] = field(default_factory=dict)
+
+
+#: ``(slot_requests, generated_ids_per_slot) -> bool mask [slots, vocab]`` of allowed tokens
+#: (or a ``MaskResult`` that also rewinds rows)
+TokenMask = Callable[[list[Request], list[list[int]]], torch.Tensor | MaskResult | None]
 
 
 def sample_tokens(
@@ -219,12 +229,22 @@ class ContinuousBatchSampler:
             fill(index)
         while any(slots):
             live = [i for i, s in enumerate(slots) if s is not None]
-            allowed = None
+            allowed, rewind = None, {}
             if token_mask is not None:
                 allowed = token_mask([slots[i].request for i in live], [slots[i].generated for i in live])
+                if isinstance(allowed, MaskResult):
+                    allowed, rewind = allowed.allowed, allowed.rewind
             picked = sample_tokens(logits[live], params, generator, allowed).tolist()
             for row, index in enumerate(live):
                 slot = slots[index]
+                if row in rewind:  # re-feed the last kept token: its cache entry is rewritten
+                    keep = rewind[row]
+                    if not 0 < keep <= len(slot.generated):
+                        raise ValueError(f"a rewind must keep 1..{len(slot.generated)} tokens, not {keep}")
+                    del slot.generated[keep:]
+                    tokens[index] = slot.generated[-1]
+                    positions[index] = len(slot.request.prompt_ids) + keep - 1
+                    continue
                 token = picked[row]
                 slot.generated.append(token)
                 tokens[index] = token

@@ -47,6 +47,10 @@ class GenerateConfig(StageConfig):
     slots: int = 128  # sequences decoding together (continuous backend)
     constrained: bool = False  # composition-constrained decoding (structure block; trace composition lines)
     max_atoms: int = 20
+    #: constrained decoding redraws an atom line that puts an atom closer than this (Å) to an
+    #: earlier one, at most ``max_redraws`` times per sample; None: no redraws
+    min_distance: float | None = 0.5
+    max_redraws: int = 16
 
     @property
     def sampling(self) -> SamplingParams:
@@ -163,7 +167,9 @@ class GenerateStage:
             else:
                 mask = None
                 if cfg.constrained:
-                    constraint = CompositionConstraint(tokenizer, cfg.max_atoms)
+                    constraint = CompositionConstraint(
+                        tokenizer, cfg.max_atoms, min_distance=cfg.min_distance, max_redraws=cfg.max_redraws
+                    )
                     targets: dict[str, CompositionTarget] = {}
                     for i, j in keys:
                         if prompts[i].formula is None:

@@ -67,6 +67,28 @@ def test_stated_cell_counts_force_the_traces_composition_lines(tokenizer):
     assert constraint.allowed("<think>\nCell composition:", constraint.target("MgIn2")).equal(free)  # no counts
 
 
+def test_an_atom_line_too_close_to_an_earlier_atom_is_drawn_again(tokenizer):
+    """The redraw point keeps every token before the offending line, and only those."""
+    constraint = CompositionConstraint(tokenizer, max_atoms=12, min_distance=0.5)
+    target = constraint.target("MgIn2")
+    before = HEADER + "Mg 1 0 0 0\n"
+    for line, redrawn in (("In 1 0.05 0 0.99\n", True), ("In 1 0.5 0.5 0.5\n", False)):
+        ids = tokenizer(before + line, add_special_tokens=False)["input_ids"]
+        keep = constraint.redraw_point(before + line, ids)
+        if redrawn:  # 0.2 A from the Mg at the origin, across the periodic boundary
+            assert tokenizer.decode(ids[:keep]) == before
+        else:
+            assert keep is None
+    assert CompositionConstraint(tokenizer).redraw_point(before + "In 1 0 0 0\n", [0]) is None  # off by default
+
+    mask = constraint.token_mask({"0": target})
+    text = before + "In 1 0 0 0\n"  # on top of the Mg
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    for attempt in range(constraint.max_redraws + 1):
+        result = mask([Request("0", [])], [ids])
+        assert (0 in result.rewind) == (attempt < constraint.max_redraws)  # then it is kept
+
+
 def test_random_walks_through_the_mask_always_give_a_readable_block_of_the_composition(tokenizer):
     """A random policy restricted by the mask (numbers included, the cell given) ends on Z units
     the codec reads."""

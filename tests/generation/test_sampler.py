@@ -4,6 +4,7 @@ import torch
 
 from crystalreasoner.generation.sampler import (
     ContinuousBatchSampler,
+    MaskResult,
     Request,
     SamplingParams,
     sample_tokens,
@@ -31,6 +32,27 @@ def _assert_greedy_matches_hf(model, prompts, slots, new_tokens=24):
 def test_greedy_matches_hf_generate_with_more_requests_than_slots(tokenizer, tiny_model):
     """GQA model, 5 requests on 2 slots: every sequence equals HF's greedy output."""
     _assert_greedy_matches_hf(tiny_model, _prompts(tokenizer) + [tokenizer("Al2O3")["input_ids"]], slots=2)
+
+
+def test_a_rewound_sequence_goes_on_from_its_kept_prefix(tokenizer, tiny_model):
+    """Greedy: taking tokens back and decoding again gives the same sequence as never rewinding,
+    so the kept prefix's cache and positions are right; other slots are unaffected."""
+    prompts = _prompts(tokenizer)
+    requests = [Request(str(i), p) for i, p in enumerate(prompts)]
+    sampler = ContinuousBatchSampler(tiny_model, stop_ids=set(), slots=2)
+    plain = {c.request_id: c.token_ids for c in sampler.generate(requests, GREEDY)}
+    rewound = set()
+
+    def rewind_once(slot_requests, generated):
+        rewind = {}
+        for row, (request, ids) in enumerate(zip(slot_requests, generated)):
+            if len(ids) == 9 and request.request_id not in rewound:
+                rewound.add(request.request_id)
+                rewind[row] = 3
+        return MaskResult(None, rewind)
+
+    again = {c.request_id: c.token_ids for c in sampler.generate(requests, GREEDY, rewind_once)}
+    assert rewound == set(plain) and again == plain
 
 
 def test_a_refill_with_a_short_prompt_keeps_the_long_sequences_cache():
