@@ -87,6 +87,7 @@ class GeneratedSample:
     n_tokens: int
     structure: dict | None = None  # pymatgen Structure.as_dict()
     parse_error: str | None = None
+    redraws: int = 0  # atom lines constrained decoding drew again (too close to another atom)
 
 
 def parse_sample(sample: GeneratedSample) -> GeneratedSample:
@@ -155,6 +156,7 @@ class GenerateStage:
         ]
         stop_ids = {tokenizer.eos_token_id, tokenizer.convert_tokens_to_ids(STRUCTURE_END)}
         keys = [(i, j) for i in range(len(prompts)) for j in range(cfg.n_samples)]
+        redraws: dict[str, int] = {}
 
         if cfg.backend == "vllm":
             outputs = _vllm_generate(str(checkpoint), chats, cfg.sampling, cfg.n_samples, [STRUCTURE_END])
@@ -182,6 +184,8 @@ class GenerateStage:
                     mask = constraint.token_mask(targets)
                 sampler = ContinuousBatchSampler(model, stop_ids, slots=cfg.slots)
                 completions = list(sampler.generate(requests, cfg.sampling, mask))
+                if cfg.constrained:
+                    redraws = dict(constraint.redraws)
             raw = {}
             for c in completions:
                 i, j = map(int, c.request_id.split(":"))
@@ -194,7 +198,8 @@ class GenerateStage:
             text, reason, n_tokens = raw[(i, j)]
             p = prompts[i]
             samples.append(parse_sample(GeneratedSample(
-                i, j, p.prompt, p.formula, p.material_id, p.task, p.targets, text, reason, n_tokens
+                i, j, p.prompt, p.formula, p.material_id, p.task, p.targets, text, reason, n_tokens,
+                redraws=redraws.get(f"{i}:{j}", 0),
             )))
         return samples
 
@@ -233,6 +238,7 @@ class GenerateStage:
                 "parse_rate": parsed / max(len(samples), 1),
                 "seconds": round(seconds, 2),
                 "tokens_per_second": round(tokens / max(seconds, 1e-9), 1),
+                "redraws": sum(s.redraws for s in samples),
             },
         )
 
