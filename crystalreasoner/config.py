@@ -37,13 +37,18 @@ def list_presets(folder: str) -> list[str]:
 
 
 def _set_dotted(values: dict[str, Any], key: str, value: Any) -> None:
-    """``model.hidden_size=256`` sets a nested key, merging into what the file already gave."""
+    """``model.hidden_size=256`` sets a nested key, merging into what the file already gave; a
+    mapping merges into the file's mapping too (``trl_args: {max_steps: 2}`` keeps its lr)."""
     *parents, leaf = key.split(".")
     for parent in parents:
         values = values.setdefault(parent, {})
         if not isinstance(values, dict):
             raise ConfigError(f"cannot set {key!r}: {parent!r} is not a mapping")
-    values[leaf] = value
+    if isinstance(value, dict) and isinstance(values.get(leaf), dict):
+        for name, inner in value.items():
+            _set_dotted(values[leaf], name, inner)
+    else:
+        values[leaf] = value
 
 
 def load_config(

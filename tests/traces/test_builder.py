@@ -168,6 +168,13 @@ def test_presets_load_and_unknown_keys_are_errors():
         load_config(TraceConfig, "no-such-preset")
 
 
+def test_a_mapping_override_merges_into_the_presets_mapping():
+    tiny = load_config(TraceConfig, "tiny")
+    merged = load_config(TraceConfig, "tiny", {"augment": {"shift_origin": False}})
+    assert merged.augment.shift_origin is False and tiny.augment.shift_origin is True
+    assert merged.augment.cell == tiny.augment.cell == "niggli"  # the preset's other keys stay
+
+
 def test_robocrys_describer_matches_the_paper_text(small_bundle):
     record = small_bundle.splits["test"][0]
     analysis = analyze_structure(record.structure, "robocrys")
