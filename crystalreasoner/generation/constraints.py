@@ -23,13 +23,13 @@ from dataclasses import dataclass
 from functools import cache, reduce
 from math import gcd
 
-import numpy as np
 import regex
 import torch
-from pymatgen.core import Composition, Lattice
+from pymatgen.core import Composition
 from transformers import PreTrainedTokenizerBase
 
-from crystalreasoner.data.codec import SPACE_GROUP, STRUCTURE_END, STRUCTURE_START
+from crystalreasoner.data.codec import SPACE_GROUP, STRUCTURE_END, STRUCTURE_START, decode_structure
+from crystalreasoner.errors import CodecError
 from crystalreasoner.generation.sampler import MaskResult
 from crystalreasoner.traces.render import THINK_END, THINK_START, composition_lines
 
@@ -117,10 +117,7 @@ class CompositionConstraint:
         if index < ATOM_LINES_START:
             pattern, literal_fields = HEADER_LINES[index]
             return self._line_mask(pattern, _shape(current, literal_fields), False)
-        written: dict[str, int] = {}
-        for line in lines[ATOM_LINES_START:-1]:
-            symbol = line.split(" ", 1)[0]
-            written[symbol] = written.get(symbol, 0) + 1
+        written = Counter(line.split(" ", 1)[0] for line in lines[ATOM_LINES_START:-1])
         reduced, fixed_z = target.reduced, target.z
         per_unit = sum(reduced.values())
         z_max = fixed_z or max(self.max_atoms // per_unit, 1)
@@ -214,13 +211,12 @@ class CompositionConstraint:
         lines = text[start + len(STRUCTURE_START) :].split("\n")[:-1]
         if len(lines) < ATOM_LINES_START + 2:
             return None
-        try:
-            lattice = Lattice.from_parameters(*map(float, lines[2].split()), *map(float, lines[3].split()))
-            fractional = [[float(x) for x in line.split()[2:5]] for line in lines[ATOM_LINES_START:]]
-            closest = lattice.get_all_distances(fractional[-1:], fractional[:-1]).min()
-        except (ValueError, TypeError):
+        try:  # the block so far, read by the codec as if it ended here
+            structure = decode_structure(text[start:] + STRUCTURE_END)
+        except CodecError:
             return None
-        if not np.isfinite(closest) or closest >= self.min_distance:
+        last = len(structure) - 1  # nearest periodic images
+        if min(structure.get_distance(last, i) for i in range(last)) >= self.min_distance:
             return None
         keep, chars = len(ids), len(lines[-1]) + 1
         while chars > 0 and keep > 0:

@@ -182,10 +182,9 @@ class GenerateStage:
                             prompts[i].formula, parse_cell_counts(prompts[i].prompt)
                         )
                     mask = constraint.token_mask(targets)
+                    redraws = constraint.redraws  # counted while the sampler runs
                 sampler = ContinuousBatchSampler(model, stop_ids, slots=cfg.slots)
                 completions = list(sampler.generate(requests, cfg.sampling, mask))
-                if cfg.constrained:
-                    redraws = dict(constraint.redraws)
             raw = {}
             for c in completions:
                 i, j = map(int, c.request_id.split(":"))
