@@ -38,6 +38,26 @@ class ModelConfig(StageConfig):
     lora: dict[str, Any] | None = None
 
 
+Precision = Literal["auto", "bf16", "fp32"]
+
+
+def bf16_autocast(precision: Precision) -> bool:
+    """Whether to train under bf16 autocast (weights and optimizer state stay fp32).
+
+    ``auto`` means on a GPU with bf16 only. ``bf16`` also runs on a CPU, where it pays only with
+    native bf16 (AVX512-BF16 or AMX): ``bench/bench_sft.py`` prints the ratio on this machine.
+    """
+    if precision == "auto":
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    return precision == "bf16"
+
+
+def cpu_has_native_bf16() -> bool:
+    """AVX512-BF16 or AMX on this CPU (torch's probes are private, hence the getattr)."""
+    probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(getattr(torch.cpu, probe, lambda: False)() for probe in probes)
+
+
 def build_tokenizer(config: ModelConfig, texts: list[str]) -> PreTrainedTokenizerBase:
     """Our BPE trained on ``texts``, or the pretrained model's tokenizer plus our tags."""
     if config.pretrained is None:

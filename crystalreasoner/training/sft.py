@@ -20,7 +20,14 @@ from transformers.trainer_utils import get_last_checkpoint
 from crystalreasoner.config import StageConfig
 from crystalreasoner.hashing import sha256_json
 from crystalreasoner.stores import ArtifactDoc, ArtifactKind, ArtifactRegistry
-from crystalreasoner.training.models import ModelConfig, apply_lora, build_model, build_tokenizer
+from crystalreasoner.training.models import (
+    ModelConfig,
+    Precision,
+    apply_lora,
+    bf16_autocast,
+    build_model,
+    build_tokenizer,
+)
 
 #: our defaults for ``trl.SFTConfig``; a preset's ``trl_args`` override them
 TRL_DEFAULTS: dict[str, Any] = {
@@ -54,6 +61,7 @@ class SFTConfig(StageConfig):
     eval_samples: int = 64  # validation records for the periodic eval loss
     max_minutes: float | None = None  # stop (and save) after this much training time per process
     seed: int = 0
+    precision: Precision = "auto"  # auto: bf16 autocast on a bf16 GPU; bf16: also on a CPU
     trl_args: dict[str, Any] = {}
 
     def run_key(self, traces_id: str) -> str:
@@ -170,7 +178,7 @@ class SFTStage:
             max_length=cfg.max_length,
             seed=cfg.seed,
             use_cpu=not on_gpu,
-            bf16=on_gpu and torch.cuda.is_bf16_supported(),
+            bf16=bf16_autocast(cfg.precision),
             completion_only_loss=True,
             **{**TRL_DEFAULTS, **cfg.trl_args},
         )

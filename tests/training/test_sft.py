@@ -102,3 +102,36 @@ def test_lora_on_a_pretrained_model_folder(registry, traces_id, tmp_path):
     assert (folder / "adapter_model.safetensors").exists()
     model, _ = load_checkpoint(folder)  # adapters merged into the base weights
     assert not any("lora" in name for name, _ in model.named_parameters())
+
+
+def test_bf16_precision_trains_under_cpu_autocast_and_saves_fp32(registry, traces_id, monkeypatch):
+    import torch
+
+    from crystalreasoner.training import sft
+
+    autocast_seen = []
+    build = sft.build_model
+
+    def build_and_watch(*args, **kwargs):
+        model = build(*args, **kwargs)
+        # a submodule: accelerate wraps the model's forward, so the model's own hook runs outside
+        embeddings = model.get_input_embeddings()
+        embeddings.register_forward_pre_hook(lambda *_: autocast_seen.append(torch.is_autocast_enabled("cpu")))
+        return model
+
+    monkeypatch.setattr(sft, "build_model", build_and_watch)
+    config = SFTConfig(model=TINY_MODEL, max_length=512, eval_samples=2, precision="bf16",
+                       trl_args={**TRL_FAST, "max_steps": 2, "save_steps": 100})
+    doc = SFTStage(config).run(registry, traces_id)
+    assert autocast_seen and all(autocast_seen)
+    weights = load_file(Path(doc.location) / "model.safetensors")
+    assert {t.dtype for t in weights.values()} == {torch.float32}
+    assert doc.summary["eval_loss"] > 0
+
+
+def test_auto_precision_keeps_fp32_on_a_cpu():
+    from crystalreasoner.training.models import bf16_autocast
+
+    assert bf16_autocast("fp32") is False and bf16_autocast("bf16") is True
+    if not __import__("torch").cuda.is_available():
+        assert bf16_autocast("auto") is False
