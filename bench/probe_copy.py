@@ -1,0 +1,73 @@
+"""Does a checkpoint copy the cell the prompt states? A one-minute probe of composition conditioning.
+
+For every held-out prompt that states its cell ("The cell contains Ho2 W2 Cl2 O8."), the true
+answer is fed up to ``Cell composition:`` and the model completes the line greedily. The table
+gives the share of lines that restate the prompt's counts exactly, and of lines whose first
+element is right. It isolates the bottleneck of the small models (copying from the prompt) from
+sampling noise and from the structure block, so an SFT recipe can be judged before a full
+``crysreas generate`` + ``crysreas evaluate``.
+Run: ``.venv/bin/python bench/probe_copy.py <checkpoint-folder>... [--traces <trace-set-id>]``
+(the default trace set is the tiny preset's, which ``crysreas traces --preset tiny`` builds).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+from pathlib import Path
+
+import torch
+from rich.console import Console
+from rich.table import Table
+
+from crystalreasoner.stores import open_registry
+from crystalreasoner.training.models import load_checkpoint
+
+SHIPPED_TRACES = "2e78e125-b654-58e8-a287-d63fda76dde7"  # the tiny traces the shipped model saw
+COUNTS = re.compile(r"The cell contains ([^.]*)\.")
+LINE_START = "Cell composition:"
+
+
+def copy_rates(folder: str, records: list[dict]) -> tuple[int, float, float]:
+    """(prompts probed, exact-copy share, first-element share) for one checkpoint."""
+    model, tokenizer = load_checkpoint(folder)
+    exact = first = probed = 0
+    for record in records:
+        stated = COUNTS.search(record["prompt"][0]["content"])
+        answer = record["completion"][0]["content"]
+        if not stated or LINE_START not in answer:
+            continue
+        prefix = answer[: answer.index(LINE_START) + len(LINE_START)]
+        text = tokenizer.apply_chat_template(record["prompt"], tokenize=False, add_generation_prompt=True)
+        inputs = tokenizer(text + prefix, return_tensors="pt", add_special_tokens=False)
+        with torch.no_grad():
+            out = model.generate(**inputs, max_new_tokens=40, do_sample=False)
+        line = tokenizer.decode(out[0, inputs["input_ids"].shape[1] :]).split("(")[0].split()
+        want = stated.group(1).split()
+        probed += 1
+        exact += line == want
+        first += line[:1] == want[:1]
+    return probed, exact / max(probed, 1), first / max(probed, 1)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("checkpoints", nargs="+", help="checkpoint folders")
+    parser.add_argument("--traces", default=SHIPPED_TRACES, help="trace-set artifact id")
+    parser.add_argument("--split", default="val")
+    args = parser.parse_args()
+    with open_registry() as registry:
+        location = Path(registry.get(args.traces).location)
+    records = [json.loads(line) for line in (location / f"{args.split}.jsonl").read_text().splitlines()]
+    table = Table(title=f"Copying the stated cell, {args.split} prompts of {args.traces[:8]}")
+    for column in ("checkpoint", "prompts", "exact copy %", "first element %"):
+        table.add_column(column, justify="left" if column == "checkpoint" else "right", overflow="fold")
+    for folder in args.checkpoints:
+        probed, exact, first = copy_rates(folder, records)
+        table.add_row(folder, str(probed), f"{100 * exact:.1f}", f"{100 * first:.1f}")
+    Console().print(table)
+
+
+if __name__ == "__main__":
+    main()
