@@ -17,7 +17,6 @@ from typing import Any, ClassVar
 
 import torch
 from transformers import TrainerCallback
-from transformers.trainer_utils import get_last_checkpoint
 
 from crystalreasoner.config import StageConfig
 from crystalreasoner.data.property_tables import load_property_table
@@ -34,7 +33,7 @@ from crystalreasoner.hashing import sha256_json
 from crystalreasoner.rl.reward import RewardConfig, group_rewards
 from crystalreasoner.stores import ArtifactDoc, ArtifactKind, ArtifactRegistry
 from crystalreasoner.training.models import load_checkpoint
-from crystalreasoner.training.sft import TimeBudget, publish_checkpoint
+from crystalreasoner.training.sft import TimeBudget, last_complete_checkpoint, publish_checkpoint
 
 #: our defaults for ``trl.GRPOConfig`` (SPEC §5: no KL term, T = 1); presets override them
 GRPO_DEFAULTS: dict[str, Any] = {
@@ -246,7 +245,7 @@ class RLStage:
             callbacks=[TimeBudget(cfg.max_minutes), timer],
         )
         trainer.timer = timer
-        last = get_last_checkpoint(args.output_dir) if resume else None
+        last = last_complete_checkpoint(args.output_dir) if resume else None
         started = time.monotonic()
         result = trainer.train(resume_from_checkpoint=last)
         metrics = {

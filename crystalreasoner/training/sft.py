@@ -15,7 +15,6 @@ from typing import Any, ClassVar
 
 import torch
 from transformers import TrainerCallback
-from transformers.trainer_utils import get_last_checkpoint
 
 from crystalreasoner.config import StageConfig
 from crystalreasoner.hashing import sha256_json
@@ -72,6 +71,23 @@ class SFTConfig(StageConfig):
         """
         config = self.model_dump(mode="json", exclude={"max_minutes"})
         return sha256_json({"config": config, "traces": traces_id})[:16]
+
+
+def last_complete_checkpoint(folder: str | Path) -> str | None:
+    """The newest ``checkpoint-N`` in ``folder`` that the trainer finished writing.
+
+    The trainer writes ``trainer_state.json`` last, so a folder without a readable one is what a
+    kill during the save left behind; resuming from it would fail, so it is skipped.
+    """
+    folder = Path(folder)
+    steps = []
+    for path in folder.glob("checkpoint-*") if folder.is_dir() else ():
+        try:
+            json.loads((path / "trainer_state.json").read_text())
+            steps.append((int(path.name.split("-")[1]), path))
+        except (OSError, ValueError):
+            continue
+    return str(max(steps)[1]) if steps else None
 
 
 class TimeBudget(TrainerCallback):
@@ -190,7 +206,7 @@ class SFTStage:
             processing_class=tokenizer,
             callbacks=[TimeBudget(cfg.max_minutes)],
         )
-        last = get_last_checkpoint(args.output_dir) if resume else None
+        last = last_complete_checkpoint(args.output_dir) if resume else None
         started = time.monotonic()
         result = trainer.train(resume_from_checkpoint=last)
         train_seconds = time.monotonic() - started

@@ -67,8 +67,12 @@ def test_killed_run_resumes_from_its_last_checkpoint(registry, traces_id, tmp_pa
     process.send_signal(signal.SIGKILL)
     process.wait()
     assert not (run_dir / "final").exists(), "the run finished before it could be killed"
-    checkpoints = sorted(int(p.name.split("-")[1]) for p in (run_dir / "trainer").glob("checkpoint-*"))
-    assert checkpoints and checkpoints[-1] < 40
+    # a kill during a save leaves a folder without trainer_state.json (written last): skipped
+    complete = (run_dir / "trainer").glob("checkpoint-*/trainer_state.json")
+    checkpoints = sorted(int(p.parent.name.split("-")[1]) for p in complete)
+    assert checkpoints and checkpoints[-1] < 39
+    (run_dir / "trainer" / "checkpoint-39").mkdir()
+    (run_dir / "trainer" / "checkpoint-39" / "model.safetensors").write_bytes(b"")
 
     doc = SFTStage(config).run(registry, traces_id, run_dir=run_dir)
     assert doc.summary["resumed_from"].endswith(f"checkpoint-{checkpoints[-1]}")
