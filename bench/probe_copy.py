@@ -6,8 +6,8 @@ gives the share of lines that restate the prompt's counts exactly, and of lines 
 element is right. It isolates the bottleneck of the small models (copying from the prompt) from
 sampling noise and from the structure block, so an SFT recipe can be judged before a full
 ``crysreas generate`` + ``crysreas evaluate``.
-Run: ``.venv/bin/python bench/probe_copy.py <checkpoint-folder>... [--traces <trace-set-id>]``
-(the default trace set is the tiny preset's, which ``crysreas traces --preset tiny`` builds).
+Run: ``.venv/bin/python bench/probe_copy.py <checkpoint-folder>... --traces <trace-set-id>``
+(``crysreas artifacts --kind traces`` lists the trace sets; the probe reads their held-out split).
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ from rich.table import Table
 from crystalreasoner.stores import open_registry
 from crystalreasoner.training.models import load_checkpoint
 
-SHIPPED_TRACES = "2e78e125-b654-58e8-a287-d63fda76dde7"  # the tiny traces the shipped model saw
 COUNTS = re.compile(r"The cell contains ([^.]*)\.")
 LINE_START = "Cell composition:"
 
@@ -54,7 +53,7 @@ def copy_rates(folder: str, records: list[dict]) -> tuple[int, float, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("checkpoints", nargs="+", help="checkpoint folders")
-    parser.add_argument("--traces", default=SHIPPED_TRACES, help="trace-set artifact id")
+    parser.add_argument("--traces", required=True, help="trace-set artifact id")
     parser.add_argument("--split", default="val")
     args = parser.parse_args()
     with open_registry() as registry:

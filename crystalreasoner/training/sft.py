@@ -79,9 +79,8 @@ def last_complete_checkpoint(folder: str | Path) -> str | None:
     The trainer writes ``trainer_state.json`` last, so a folder without a readable one is what a
     kill during the save left behind; resuming from it would fail, so it is skipped.
     """
-    folder = Path(folder)
     steps = []
-    for path in folder.glob("checkpoint-*") if folder.is_dir() else ():
+    for path in Path(folder).glob("checkpoint-*"):
         try:
             json.loads((path / "trainer_state.json").read_text())
             steps.append((int(path.name.split("-")[1]), path))

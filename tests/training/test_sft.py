@@ -10,11 +10,13 @@ import sys
 import time
 from pathlib import Path
 
+import torch
 from safetensors.torch import load_file
 from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
 from crystalreasoner.stores import ArtifactKind
-from crystalreasoner.training.models import load_checkpoint
+from crystalreasoner.training import sft
+from crystalreasoner.training.models import bf16_autocast, load_checkpoint
 from crystalreasoner.training.sft import SFTConfig, SFTStage
 from crystalreasoner.training.tokenizer import EOS, STRUCTURE_TOKENS
 
@@ -109,10 +111,6 @@ def test_lora_on_a_pretrained_model_folder(registry, traces_id, tmp_path):
 
 
 def test_bf16_precision_trains_under_cpu_autocast_and_saves_fp32(registry, traces_id, monkeypatch):
-    import torch
-
-    from crystalreasoner.training import sft
-
     autocast_seen = []
     build = sft.build_model
 
@@ -134,8 +132,6 @@ def test_bf16_precision_trains_under_cpu_autocast_and_saves_fp32(registry, trace
 
 
 def test_auto_precision_keeps_fp32_on_a_cpu():
-    from crystalreasoner.training.models import bf16_autocast
-
     assert bf16_autocast("fp32") is False and bf16_autocast("bf16") is True
-    if not __import__("torch").cuda.is_available():
+    if not torch.cuda.is_available():
         assert bf16_autocast("auto") is False
