@@ -33,20 +33,32 @@ TRACE_SYMPREC = 0.01  # traces are written at 0.01 first (SPEC §3)
 VOLUME_TOLERANCE = 0.1
 
 
-def is_structurally_valid(structure: Structure, min_volume: float = METRIC_MIN_VOLUME) -> bool:
-    """Cell volume, lattice lengths and angles in range, and no two atoms closer than 0.5 Å."""
+def structural_problem(structure: Structure, min_volume: float = METRIC_MIN_VOLUME) -> str | None:
+    """Why a structure is not structurally valid, None when it is: cell volume, lattice lengths and
+    angles in range, no two atoms closer than 0.5 Å (the metric, the reward and the report's
+    failure reasons all read this one check)."""
     lattice = structure.lattice
     if not np.isfinite(lattice.matrix).all() or lattice.volume < min_volume:
-        return False
+        return f"cell volume {lattice.volume:.3g} Å^3 below {min_volume} Å^3"
     if min(lattice.abc) < MIN_LENGTH:
-        return False
-    if not all(ANGLE_RANGE[0] <= a <= ANGLE_RANGE[1] for a in lattice.angles):
-        return False
+        return f"lattice vector of {min(lattice.abc):.2f} Å, shorter than {MIN_LENGTH} Å"
+    if bad := [a for a in lattice.angles if not ANGLE_RANGE[0] <= a <= ANGLE_RANGE[1]]:
+        return f"lattice angle {bad[0]:.1f}° outside {ANGLE_RANGE[0]:.0f}-{ANGLE_RANGE[1]:.0f}°"
     if len(structure) == 1:
-        return True
+        return None
     distances = structure.distance_matrix
     np.fill_diagonal(distances, np.inf)
-    return bool(distances.min() >= MIN_DISTANCE)
+    i, j = np.unravel_index(np.argmin(distances), distances.shape)
+    if distances[i, j] >= MIN_DISTANCE:
+        return None
+    what = "the same site written twice" if distances[i, j] < 0.01 else f"below {MIN_DISTANCE} Å"
+    return (f"atoms {i} ({structure[i].species_string}) and {j} ({structure[j].species_string}) "
+            f"{distances[i, j]:.2f} Å apart: {what}")
+
+
+def is_structurally_valid(structure: Structure, min_volume: float = METRIC_MIN_VOLUME) -> bool:
+    """Cell volume, lattice lengths and angles in range, and no two atoms closer than 0.5 Å."""
+    return structural_problem(structure, min_volume) is None
 
 
 @cache

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import math
 import os
+import threading
 import time
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from functools import cache
 from typing import ClassVar, Literal
 
 import numpy as np
@@ -68,9 +68,21 @@ class RelaxResult:
         return self.error is None
 
 
-@cache
+_per_thread = threading.local()
+
+
 def load_calculator(backend: Backend = "chgnet", model_path: str | None = None, device: str = "cpu"):
-    """An ASE calculator for the back end (cached: model loading takes seconds)."""
+    """An ASE calculator for the back end, kept (loading takes seconds) but one per thread: a
+    calculator holds the atoms and results of its last call, and two threads sharing one (the
+    evaluation flow's shards on Prefect's thread task runner) got each other's energies."""
+    calculators = _per_thread.__dict__.setdefault("calculators", {})
+    key = (backend, model_path, device)
+    if key not in calculators:
+        calculators[key] = _new_calculator(*key)
+    return calculators[key]
+
+
+def _new_calculator(backend: Backend, model_path: str | None, device: str):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         if backend == "chgnet":

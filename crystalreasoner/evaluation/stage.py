@@ -19,6 +19,7 @@ from pymatgen.core import Structure
 from crystalreasoner.config import StageConfig, load_config
 from crystalreasoner.data import decode_structure, load_dataset
 from crystalreasoner.errors import CodecError
+from crystalreasoner.evaluation.checks import structural_problem
 from crystalreasoner.evaluation.hull import BundledMPReference, EntriesHullReference, HullReference
 from crystalreasoner.evaluation.metrics import aggregate, cheap_metrics
 from crystalreasoner.evaluation.mlip import MLIPConfig, RelaxResult, relax_many
@@ -88,6 +89,9 @@ def check_samples(
         if sample.parse_error:
             row.errors["parse"] = sample.parse_error
     structures = [Structure.from_dict(s.structure) if s.structure else None for s in samples]
+    for row, structure in zip(rows, structures):
+        if structure is not None and not row.metrics["structurally_valid"]:
+            row.errors["structure"] = structural_problem(structure)
     for row, value in zip(rows, uniqueness(structures)):
         row.metrics["unique"] = value or 0
     if reference is not None:

@@ -1,10 +1,12 @@
 """Cheap per-sample metrics and the per-prompt aggregation of SPEC §6."""
 
 import pytest
+from pymatgen.core import Structure
 
 from crystalreasoner.data import encode_structure, load_dataset
-from crystalreasoner.evaluation.checks import is_smact_valid, is_structurally_valid
+from crystalreasoner.evaluation.checks import is_smact_valid, is_structurally_valid, structural_problem
 from crystalreasoner.evaluation.metrics import aggregate, cheap_metrics
+from crystalreasoner.evaluation.stage import EvaluateConfig, check_samples
 from crystalreasoner.generation.stage import GeneratedSample, parse_sample
 
 
@@ -31,6 +33,21 @@ def test_metrics_of_hand_made_samples():
     broken = cheap_metrics(_sample("<CIF>\nP1\n5 5\n"))
     assert set(broken.values()) == {0}
 
+
+
+def test_a_structural_failure_is_recorded_with_its_reason():
+    """The report says why a parsed sample is invalid; a duplicated atom line is named as such."""
+    texts = [BLOCK, BLOCK.replace("In 1 0.5 0 0", "In 1 0.5 0.5 0.5"),
+             BLOCK.replace("In 1 0.5 0 0", "In 1 0.02 0 0"), BLOCK.replace("90 90 90", "120 60 170")]
+    rows = check_samples([_sample(t, prompt_index=i) for i, t in enumerate(texts)], EvaluateConfig())
+    reasons = [row.errors.get("structure") for row in rows]
+    assert reasons[0] is None
+    assert reasons[1] == "atoms 1 (In) and 2 (In) 0.00 Å apart: the same site written twice"
+    assert reasons[2] == "atoms 0 (Mg) and 2 (In) 0.10 Å apart: below 0.5 Å"
+    assert reasons[3] == "lattice angle 170.0° outside 20-160°"
+    flat = Structure.from_dict(_sample(BLOCK.replace("5 5 5", "5 5 0.001")).structure)
+    assert structural_problem(flat) == "cell volume 0.025 Å^3 below 0.1 Å^3"
+    assert structural_problem(flat, min_volume=0.01).startswith("lattice vector of 0.00 Å")
 
 def test_aggregation_is_per_prompt_first():
     rows = [(0, {"parsed": 1})] * 4 + [(1, {"parsed": 0}), (1, {"parsed": 1})]

@@ -3,13 +3,15 @@ malformed text and corrupted structures get a score and a recorded reason, never
 
 import math
 import random
+import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 from pymatgen.core import Lattice, Structure
 
 from crystalreasoner.config import load_config
 from crystalreasoner.data import encode_structure
-from crystalreasoner.evaluation.mlip import MLIPConfig, relax, relax_many
+from crystalreasoner.evaluation.mlip import MLIPConfig, calculator_for, relax, relax_many
 from crystalreasoner.evaluation.stage import EvaluateConfig, evaluate_samples, summarize
 from crystalreasoner.generation.stage import GeneratedSample, parse_sample
 
@@ -25,6 +27,22 @@ def test_chgnet_relaxation_lowers_the_energy_within_its_step_budget():
     assert result.energy <= result.initial_energy + 1e-6
     assert result.structure.composition.reduced_formula == "NaCl"
 
+
+
+def test_each_thread_relaxes_with_its_own_calculator():
+    """Threads sharing one ASE calculator read each other's results (the evaluation flow's two
+    shards got wrong energies and shape errors), so each thread keeps its own."""
+    both_running = threading.Barrier(2)
+
+    def calculator_of_this_thread(_):
+        both_running.wait(timeout=60)  # the two calls run on two threads at once
+        return calculator_for(MLIPConfig())
+
+    here = calculator_for(MLIPConfig())  # loaded before the threads start, as in a long process
+    with ThreadPoolExecutor(2) as pool:
+        first, second = pool.map(calculator_of_this_thread, range(2))
+    assert len({id(here), id(first), id(second)}) == 3
+    assert calculator_for(MLIPConfig()) is here  # kept within a thread
 
 def test_broken_structures_are_recorded_not_raised():
     nan_coords = Structure(Lattice.cubic(4), ["Na", "Cl"], [[0, 0, 0], [np.nan, 0.5, 0.5]])
