@@ -21,6 +21,7 @@ from crystalreasoner.traces.render import TraceClaims
 MIN_LENGTH = 1.1  # Å, shortest lattice vector length
 ANGLE_RANGE = (20.0, 160.0)  # degrees
 MIN_DISTANCE = 0.5  # Å, any two atoms
+SAME_SITE = 0.01  # Å: two atoms this close are one site written twice (reported as such)
 METRIC_MIN_VOLUME = 0.1  # Å^3
 REWARD_MIN_VOLUME = 1.0  # Å^3
 #: a SMACT search over more oxidation-state combinations than this counts as not valid: the
@@ -51,7 +52,7 @@ def structural_problem(structure: Structure, min_volume: float = METRIC_MIN_VOLU
     i, j = np.unravel_index(np.argmin(distances), distances.shape)
     if distances[i, j] >= MIN_DISTANCE:
         return None
-    what = "the same site written twice" if distances[i, j] < 0.01 else f"below {MIN_DISTANCE} Å"
+    what = "the same site written twice" if distances[i, j] < SAME_SITE else f"below {MIN_DISTANCE} Å"
     return (f"atoms {i} ({structure[i].species_string}) and {j} ({structure[j].species_string}) "
             f"{distances[i, j]:.2f} Å apart: {what}")
 

@@ -68,18 +68,22 @@ class RelaxResult:
         return self.error is None
 
 
-_per_thread = threading.local()
+class _PerThread(threading.local):
+    def __init__(self) -> None:
+        self.calculators: dict[tuple, object] = {}
+
+
+_per_thread = _PerThread()
 
 
 def load_calculator(backend: Backend = "chgnet", model_path: str | None = None, device: str = "cpu"):
     """An ASE calculator for the back end, kept (loading takes seconds) but one per thread: a
     calculator holds the atoms and results of its last call, and two threads sharing one (the
     evaluation flow's shards on Prefect's thread task runner) got each other's energies."""
-    calculators = _per_thread.__dict__.setdefault("calculators", {})
     key = (backend, model_path, device)
-    if key not in calculators:
-        calculators[key] = _new_calculator(*key)
-    return calculators[key]
+    if key not in _per_thread.calculators:
+        _per_thread.calculators[key] = _new_calculator(*key)
+    return _per_thread.calculators[key]
 
 
 def _new_calculator(backend: Backend, model_path: str | None, device: str):

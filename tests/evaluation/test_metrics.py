@@ -4,7 +4,11 @@ import pytest
 from pymatgen.core import Structure
 
 from crystalreasoner.data import encode_structure, load_dataset
-from crystalreasoner.evaluation.checks import is_smact_valid, is_structurally_valid, structural_problem
+from crystalreasoner.evaluation.checks import (
+    is_smact_valid,
+    is_structurally_valid,
+    structural_problem,
+)
 from crystalreasoner.evaluation.metrics import aggregate, cheap_metrics
 from crystalreasoner.evaluation.stage import EvaluateConfig, check_samples
 from crystalreasoner.generation.stage import GeneratedSample, parse_sample
@@ -34,7 +38,6 @@ def test_metrics_of_hand_made_samples():
     assert set(broken.values()) == {0}
 
 
-
 def test_a_structural_failure_is_recorded_with_its_reason():
     """The report says why a parsed sample is invalid; a duplicated atom line is named as such."""
     texts = [BLOCK, BLOCK.replace("In 1 0.5 0 0", "In 1 0.5 0.5 0.5"),
@@ -48,6 +51,7 @@ def test_a_structural_failure_is_recorded_with_its_reason():
     flat = Structure.from_dict(_sample(BLOCK.replace("5 5 5", "5 5 0.001")).structure)
     assert structural_problem(flat) == "cell volume 0.025 Å^3 below 0.1 Å^3"
     assert structural_problem(flat, min_volume=0.01).startswith("lattice vector of 0.00 Å")
+
 
 def test_aggregation_is_per_prompt_first():
     rows = [(0, {"parsed": 1})] * 4 + [(1, {"parsed": 0}), (1, {"parsed": 1})]

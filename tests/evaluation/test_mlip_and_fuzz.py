@@ -28,7 +28,6 @@ def test_chgnet_relaxation_lowers_the_energy_within_its_step_budget():
     assert result.structure.composition.reduced_formula == "NaCl"
 
 
-
 def test_each_thread_relaxes_with_its_own_calculator():
     """Threads sharing one ASE calculator read each other's results (the evaluation flow's two
     shards got wrong energies and shape errors), so each thread keeps its own."""
@@ -43,6 +42,7 @@ def test_each_thread_relaxes_with_its_own_calculator():
         first, second = pool.map(calculator_of_this_thread, range(2))
     assert len({id(here), id(first), id(second)}) == 3
     assert calculator_for(MLIPConfig()) is here  # kept within a thread
+
 
 def test_broken_structures_are_recorded_not_raised():
     nan_coords = Structure(Lattice.cubic(4), ["Na", "Cl"], [[0, 0, 0], [np.nan, 0.5, 0.5]])
