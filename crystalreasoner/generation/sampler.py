@@ -53,8 +53,13 @@ class _Slot:
     generated: list[int] = field(default_factory=list)
 
 
-#: the KV cache grows by this many positions at a time
-CACHE_CHUNK = 64
+#: attention runs on this many groups of slots, each over its own longest sequence's cache only
+GROUPS = 8
+#: the slots are re-sorted by length once the cache read exceeds the sorted minimum by this factor
+RESORT_AT = 1.25
+#: cache positions are zeroed this many at a time, as the longest sequence reaches them
+ZERO_CHUNK = 64
+
 
 @dataclass
 class MaskResult:
@@ -125,32 +130,13 @@ class ContinuousBatchSampler:
         return weight, bias
 
     def _alloc(self, slots: int, length: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Uninitialised K/V caches ``[layers, slots, n_kv, length, head_dim]``: positions are zeroed
+        as sequences reach them, so memory is only touched as far as the longest one has gone."""
         shape = (len(self.layers), slots, self.n_kv, length, self.head_dim)
         return (
-            torch.zeros(shape, dtype=self.dtype, device=self.device),
-            torch.zeros(shape, dtype=self.dtype, device=self.device),
+            torch.empty(shape, dtype=self.dtype, device=self.device),
+            torch.empty(shape, dtype=self.dtype, device=self.device),
         )
-
-    def _fit(self, keys: torch.Tensor, values: torch.Tensor, length: int):
-        """The caches resized to ``length`` positions rounded up to ``CACHE_CHUNK``.
-
-        Attention reads each layer's whole cache, so it must be contiguous and only about as long
-        as the longest live sequence: a slice of a longer buffer is strided, which halves the
-        speed of the attention matmuls on a CPU (measured: 6.7 vs 3.7 ms per layer, 64 slots x
-        700 positions). The cache grows as sequences lengthen and shrinks once the long ones left.
-        """
-        target = -(-length // CACHE_CHUNK) * CACHE_CHUNK
-        current = keys.shape[3]
-        if current - 2 * CACHE_CHUNK < target <= current:
-            return keys, values
-        kept = min(current, target)
-        resized = []
-        for cache in (keys, values):
-            new = cache.new_empty((*cache.shape[:3], target, cache.shape[4]))
-            new[:, :, :, :kept] = cache[:, :, :, :kept]
-            new[:, :, :, kept:] = 0  # masked, but weight 0 times garbage could still be NaN
-            resized.append(new)
-        return resized[0], resized[1]
 
     @torch.inference_mode()
     def _prefill(self, prompt: list[int], keys, values, slot: int) -> torch.Tensor:
@@ -162,20 +148,25 @@ class ContinuousBatchSampler:
         return out.logits[0, -1]
 
     @torch.inference_mode()
-    def _decode(self, tokens, positions, keys, values) -> torch.Tensor:
-        """One token for every slot: logits [slots, vocab]; inactive slots are computed and ignored.
+    def _decode(self, tokens, positions, keys, values, groups: list[tuple[int, int, int]]) -> torch.Tensor:
+        """One token for each slot up to the last group's end: logits [rows, vocab].
 
-        Attention is two matmuls over each slot's whole (contiguous) cache, masked beyond its
-        position; with one query per slot this beats the CPU flash-attention kernel.
+        ``groups`` are ``(first slot, end slot, cache length)``: each group's attention reads its
+        slots' caches only as far as its longest sequence, so short sequences beside long ones
+        (slots sorted by length) do not pay for the long ones' cache, which is most of a step on
+        a CPU. Attention is two matmuls per group, masked beyond each slot's position; with one
+        query per slot this beats the CPU flash-attention kernel. Free slots in range are ignored.
         """
-        n = tokens.shape[0]
+        n = groups[-1][1]
+        tokens, positions = tokens[:n], positions[:n]
         group = self.n_heads // self.n_kv
         hidden = self.model.model.embed_tokens(tokens[:, None])
         cos, sin = self.model.model.rotary_emb(hidden, positions[:, None])
-        beyond = (torch.arange(keys.shape[3], device=self.device)[None, :] > positions[:, None])
+        beyond = (torch.arange(max(g[2] for g in groups), device=self.device)[None, :] > positions[:, None])
         beyond = beyond[:, None, None, :]  # [slots, 1, 1, cache length]
         rows = torch.arange(n, device=self.device)
         q_size, kv_size = self.n_heads * self.head_dim, self.n_kv * self.head_dim
+        out = hidden.new_empty(n, self.n_kv, group, self.head_dim)
         for i, layer in enumerate(self.layers):
             attn = layer.self_attn
             qkv = F.linear(layer.input_layernorm(hidden), *self.qkv[i])
@@ -188,10 +179,11 @@ class ContinuousBatchSampler:
             values[i, rows, :, positions] = v[:, :, 0]
             # query heads grouped by their key/value head: [slots, n_kv, group, head_dim]
             q = q.reshape(n, self.n_kv, group, self.head_dim)
-            scores = torch.matmul(q, keys[i].transpose(-1, -2)) * attn.scaling
-            weights = scores.masked_fill(beyond, float("-inf")).softmax(-1)
-            out = torch.matmul(weights, values[i]).reshape(n, 1, -1)
-            hidden = hidden + attn.o_proj(out)
+            for first, end, length in groups:
+                scores = torch.matmul(q[first:end], keys[i, first:end, :, :length].transpose(-1, -2)) * attn.scaling
+                weights = scores.masked_fill(beyond[first:end, :, :, :length], float("-inf")).softmax(-1)
+                torch.matmul(weights, values[i, first:end, :, :length], out=out[first:end])
+            hidden = hidden + attn.o_proj(out.reshape(n, 1, -1))
             gate, up = F.linear(layer.post_attention_layernorm(hidden), *self.gate_up[i]).chunk(2, dim=-1)
             hidden = hidden + layer.mlp.down_proj(layer.mlp.act_fn(gate) * up)
         return self.model.lm_head(self.model.model.norm(hidden))[:, 0].float()
@@ -206,24 +198,51 @@ class ContinuousBatchSampler:
         generator = torch.Generator(device=self.device).manual_seed(params.seed)
         pending = deque(requests)
         n_slots = max(min(self.slots, len(requests)), 1)  # no idle slots for small batches
-        keys, values = self._alloc(n_slots, CACHE_CHUNK)
+        longest = max((len(r.prompt_ids) for r in requests), default=0) + params.max_new_tokens
+        keys, values = self._alloc(n_slots, longest + 1)
+        zeroed = 0  # positions [0, zeroed) hold finite numbers (masked positions still enter matmuls)
         slots: list[_Slot | None] = [None] * n_slots
         tokens = torch.zeros(n_slots, dtype=torch.long, device=self.device)
         positions = torch.zeros(n_slots, dtype=torch.long, device=self.device)
         logits = torch.zeros(n_slots, self.model.config.vocab_size, device=self.device)
+        group_size = -(-n_slots // GROUPS)
+
+        def zero_up_to(length: int) -> None:
+            nonlocal zeroed
+            if length > zeroed:
+                end = min(-(-length // ZERO_CHUNK) * ZERO_CHUNK, keys.shape[3])
+                keys[:, :, :, zeroed:end].zero_()
+                values[:, :, :, zeroed:end].zero_()
+                zeroed = end
 
         def fill(index: int) -> None:
-            nonlocal keys, values
             slots[index] = None
-            positions[index] = 0  # a free slot must not hold the cache at its old length
+            positions[index] = 0
             if pending:
                 request = pending.popleft()
-                # the cache must still hold every live sequence, not only the new prompt
-                longest = max(len(request.prompt_ids), int(positions.max()))
-                keys, values = self._fit(keys, values, longest + 1)
+                zero_up_to(len(request.prompt_ids) + 1)  # the first new token goes right after
                 slots[index] = _Slot(request)
                 logits[index] = self._prefill(request.prompt_ids, keys, values, index).float()
                 positions[index] = len(request.prompt_ids)
+
+        def sort_by_length() -> None:
+            """Longest sequences first, free slots last, so each group holds similar lengths.
+
+            Only the slots that change place move, each only as far as its own sequence reaches.
+            """
+            nonlocal slots
+            lengths = positions.tolist()
+            order = sorted(range(n_slots), key=lambda s: (slots[s] is None, -lengths[s]))
+            moves = [(dst, src) for dst, src in enumerate(order) if dst != src and slots[src] is not None]
+            saved = [(dst, keys[:, src, :, : lengths[src] + 1].clone(), values[:, src, :, : lengths[src] + 1].clone())
+                     for dst, src in moves]
+            for dst, key, value in saved:
+                keys[:, dst, :, : key.shape[2]] = key
+                values[:, dst, :, : value.shape[2]] = value
+            perm = torch.tensor(order, device=self.device)
+            slots = [slots[s] for s in order]
+            for state in (tokens, positions, logits):
+                state.copy_(state[perm])
 
         for index in range(n_slots):
             fill(index)
@@ -255,10 +274,27 @@ class ContinuousBatchSampler:
                     tokens[index] = 0
             if not any(slots):
                 break
-            keys, values = self._fit(keys, values, int(positions.max()) + 1)
-            step_logits = self._decode(tokens, positions, keys, values)
-            for index, slot in enumerate(slots):
+            lengths = [0 if slot is None else p + 1 for slot, p in zip(slots, positions.tolist())]
+            groups = _groups(lengths, group_size)
+            if _cache_read(groups) > RESORT_AT * _cache_read(_groups(sorted(lengths, reverse=True), group_size)):
+                sort_by_length()
+                groups = _groups(sorted(lengths, reverse=True), group_size)
+            zero_up_to(max(lengths))
+            step_logits = self._decode(tokens, positions, keys, values, groups)
+            for index, slot in enumerate(slots[: groups[-1][1]]):
                 # slots just refilled keep their prefill logits; the others advance one token
                 if slot is not None and slot.generated:
                     logits[index] = step_logits[index]
                     positions[index] += 1
+
+
+def _groups(lengths: list[int], size: int) -> list[tuple[int, int, int]]:
+    """``(first, end, cache length)`` for consecutive groups of ``size`` slots, up to the last live
+    one; ``lengths`` are the positions each slot attends to (0 for a free slot)."""
+    rows = max(i for i, length in enumerate(lengths) if length) + 1
+    return [(a, min(a + size, rows), max(lengths[a : a + size])) for a in range(0, rows, size)]
+
+
+def _cache_read(groups: list[tuple[int, int, int]]) -> int:
+    """Cache positions attention reads per layer and head with these groups."""
+    return sum((end - first) * length for first, end, length in groups)

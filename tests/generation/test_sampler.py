@@ -2,6 +2,7 @@
 
 import torch
 
+from crystalreasoner.generation import sampler as sampler_module
 from crystalreasoner.generation.sampler import (
     ContinuousBatchSampler,
     MaskResult,
@@ -32,6 +33,39 @@ def _assert_greedy_matches_hf(model, prompts, slots, new_tokens=24):
 def test_greedy_matches_hf_generate_with_more_requests_than_slots(tokenizer, tiny_model):
     """GQA model, 5 requests on 2 slots: every sequence equals HF's greedy output."""
     _assert_greedy_matches_hf(tiny_model, _prompts(tokenizer) + [tokenizer("Al2O3")["input_ids"]], slots=2)
+
+
+def test_slots_sorted_by_length_still_match_hf(monkeypatch):
+    """Short and long prompts alternate on 4 slots in 2 attention groups: the sampler sorts the
+    slots by length (moving their caches) before the first step, each group reads only its own
+    longest cache, and every sequence still equals HF's greedy output (refills included). The
+    shipped model, since a random one barely depends on its context."""
+    from crystalreasoner.checkpoints import shipped_checkpoint
+    from crystalreasoner.training.models import load_checkpoint
+
+    model, tokenizer = load_checkpoint(shipped_checkpoint("tiny-cpu"))
+    monkeypatch.setattr(sampler_module, "GROUPS", 2)
+    long = ("Design a crystal with the formula {} in space group 12 and a formation energy of -0.5 eV/atom, "
+            "with a band gap of about 1.20 eV and an energy above the convex hull of 0.010 eV/atom.")
+    texts = ["Fe2O3", long.format("MgIn2"), "NaCl", long.format("SrTiO3"), "MgO", long.format("TmMgHg2")]
+    prompts = [tokenizer(f"<|user|>{t}<|assistant|>", add_special_tokens=False)["input_ids"] for t in texts]
+    steps = []
+    decode = ContinuousBatchSampler._decode
+
+    def spy(self, tokens, positions, keys, values, groups):
+        steps.append((positions[: groups[-1][1]].tolist(), groups))
+        return decode(self, tokens, positions, keys, values, groups)
+
+    monkeypatch.setattr(ContinuousBatchSampler, "_decode", spy)
+    _assert_greedy_matches_hf(model, prompts, slots=4, new_tokens=40)
+    first_positions, first_groups = steps[0]
+    assert first_positions == sorted(first_positions, reverse=True)
+    assert [length for _, _, length in first_groups] == [first_positions[0] + 1, first_positions[2] + 1]
+
+
+def test_attention_groups_skip_free_slots_at_the_end():
+    assert sampler_module._groups([9, 7, 0, 5, 0, 0], size=2) == [(0, 2, 9), (2, 4, 5)]
+    assert sampler_module._cache_read([(0, 2, 9), (2, 4, 5)]) == 28
 
 
 def test_a_rewound_sequence_goes_on_from_its_kept_prefix(tokenizer, tiny_model):
