@@ -96,7 +96,7 @@ def stage(formulas: int, hf_samples: int) -> None:
     for name, samples, tokens, seconds in rows:
         sps = samples / seconds
         table.add_row(name, str(samples), str(tokens), f"{seconds:.1f}", f"{tokens / seconds:.0f}", f"{sps:.2f}", f"{sps / base:.1f}x")
-    Console().print(table)
+    Console(width=120).print(table)
 
 
 def main() -> None:
@@ -146,7 +146,7 @@ def main() -> None:
         table.add_column(column, justify="left" if column == "backend" else "right")
     for name, samples, seconds, tps, sps in rows:
         table.add_row(name, str(samples), f"{seconds:.1f}", f"{tps:.0f}", f"{sps:.2f}", f"{sps / base:.1f}x")
-    Console().print(table)
+    Console(width=120).print(table)
 
 
 if __name__ == "__main__":
