@@ -14,6 +14,7 @@ sequences end at different lengths (ours on all samples, HF one at a time on the
 from __future__ import annotations
 
 import argparse
+import random
 import time
 
 import torch
@@ -25,9 +26,9 @@ from crystalreasoner.checkpoints import shipped_checkpoint
 from crystalreasoner.config import load_config
 from crystalreasoner.data.codec import STRUCTURE_END
 from crystalreasoner.data.datasets import load_dataset
+from crystalreasoner.generation.sampler import ContinuousBatchSampler, Request, SamplingParams
 from crystalreasoner.tasks import Task
 from crystalreasoner.traces.prompts import element_counts, formula_text, render_prompt
-from crystalreasoner.generation.sampler import ContinuousBatchSampler, Request, SamplingParams
 from crystalreasoner.training.models import load_checkpoint
 from crystalreasoner.training.sft import SFTConfig
 
@@ -54,8 +55,6 @@ def _model(checkpoint: str | None):
 
 def _stage_requests(formulas: int, per_formula: int = 4):
     """The shipped tiny-cpu model and val prompts phrased as the trace builder does, counts stated."""
-    import random
-
     model, tokenizer = load_checkpoint(shipped_checkpoint("tiny-cpu"))
     requests = []
     for i, record in enumerate(load_dataset("mp20-mini").records("val")[:formulas]):
