@@ -2,7 +2,7 @@
 
 Default: same model, one prompt, same sampling settings (T=1, top-k 50, top-p 0.7) and the same
 number of new tokens per sample (stops disabled, so every backend does identical work).
-Run: ``.venv/bin/python bench/bench_generation.py [--checkpoint DIR] [--samples 64] [--new 256]``.
+Run: ``.venv/bin/python bench/bench_generation.py [--checkpoint DIR] [--samples 128] [--new 256]``.
 Without a checkpoint, a randomly initialised model of the ``tiny-cpu`` size is used (speed does
 not depend on the weights).
 
@@ -101,7 +101,7 @@ def stage(formulas: int, hf_samples: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--checkpoint")
-    parser.add_argument("--samples", type=int, default=64)
+    parser.add_argument("--samples", type=int, default=128)
     parser.add_argument("--new", type=int, default=256, help="new tokens per sample")
     parser.add_argument("--hf-samples", type=int, default=8, help="samples for HF one at a time")
     parser.add_argument("--stage", action="store_true", help="the generation stage's workload (see above)")
