@@ -66,6 +66,7 @@ def test_slots_sorted_by_length_still_match_hf(monkeypatch):
 def test_attention_groups_skip_free_slots_at_the_end():
     assert sampler_module._groups([9, 7, 0, 5, 0, 0], size=2) == [(0, 2, 9), (2, 4, 5)]
     assert sampler_module._cache_read([(0, 2, 9), (2, 4, 5)]) == 28
+    assert sampler_module._groups([10, 10, 9, 9], size=2) == [(0, 4, 10)]  # within 10 %: one matmul
 
 
 def test_a_rewound_sequence_goes_on_from_its_kept_prefix(tokenizer, tiny_model):
