@@ -236,16 +236,13 @@ class ContinuousBatchSampler:
                 logits[index] = self._prefill(request.prompt_ids, keys, values, index).float()
                 positions[index] = len(request.prompt_ids)
 
-        def sort_by_length() -> None:
-            """Longest sequences first, free slots last, so each group holds similar lengths.
-
-            Only the slots that change place move, each only as far as its own sequence reaches.
-            """
+        def sort_by_length(lengths: list[int]) -> None:
+            """Longest sequences first, free slots (length 0) last, so each group holds similar
+            lengths. Only the slots that change place move, each only as far as it reaches."""
             nonlocal slots
-            lengths = positions.tolist()
-            order = sorted(range(n_slots), key=lambda s: (slots[s] is None, -lengths[s]))
-            moves = [(dst, src) for dst, src in enumerate(order) if dst != src and slots[src] is not None]
-            saved = [(dst, keys[:, src, :, : lengths[src] + 1].clone(), values[:, src, :, : lengths[src] + 1].clone())
+            order = sorted(range(n_slots), key=lambda s: -lengths[s])
+            moves = [(dst, src) for dst, src in enumerate(order) if dst != src and lengths[src]]
+            saved = [(dst, keys[:, src, :, : lengths[src]].clone(), values[:, src, :, : lengths[src]].clone())
                      for dst, src in moves]
             for dst, key, value in saved:
                 keys[:, dst, :, : key.shape[2]] = key
@@ -287,9 +284,10 @@ class ContinuousBatchSampler:
                 break
             lengths = [0 if slot is None else p + 1 for slot, p in zip(slots, positions.tolist())]
             groups = _groups(lengths, group_size)
-            if _cache_read(groups) > RESORT_AT * _cache_read(_groups(sorted(lengths, reverse=True), group_size)):
-                sort_by_length()
-                groups = _groups(sorted(lengths, reverse=True), group_size)
+            sorted_groups = _groups(sorted(lengths, reverse=True), group_size)
+            if _cache_read(groups) > RESORT_AT * _cache_read(sorted_groups):
+                sort_by_length(lengths)
+                groups = sorted_groups
             keys, values = self._grow(keys, values, max(lengths))
             step_logits = self._decode(tokens, positions, keys, values, groups)
             for index, slot in enumerate(slots[: groups[-1][1]]):
