@@ -20,6 +20,7 @@ from typing import ClassVar, Literal
 import numpy as np
 from pymatgen.core import Structure
 from pymatgen.io.ase import AseAtomsAdaptor
+from threadpoolctl import threadpool_limits
 
 from crystalreasoner.config import StageConfig
 
@@ -112,6 +113,12 @@ def calculator_for(config: MLIPConfig):
     return load_calculator(config.backend, config.model_path, config.device)
 
 
+#: Decorates whatever runs the MLIP: numpy's BLAS on one thread. A relaxation alternates torch
+#: (an OpenMP pool) with numpy/scipy on 3x3 matrices (the cell filter's logm, ASE); the two
+#: pools spin-wait on the same cores, which made relaxations ~2x slower on 2 cores.
+single_threaded_blas = threadpool_limits.wrap(limits=1, user_api="blas")
+
+
 def _check_energy(energy: float, n_atoms: int, config: MLIPConfig) -> None:
     if not math.isfinite(energy):
         raise MLIPError(f"non-finite energy {energy}")
@@ -119,6 +126,7 @@ def _check_energy(energy: float, n_atoms: int, config: MLIPConfig) -> None:
         raise MLIPError(f"exploded: |E|/atom = {abs(energy / n_atoms):.1f} eV")
 
 
+@single_threaded_blas
 def relax(structure: Structure, config: MLIPConfig, calculator=None) -> RelaxResult:
     """Relax one structure (FIRE, cell through ``FrechetCellFilter``); never raises."""
     from ase.filters import FrechetCellFilter

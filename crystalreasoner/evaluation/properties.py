@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 from pymatgen.core import Structure
 
-from crystalreasoner.evaluation.mlip import MLIPConfig, calculator_for
+from crystalreasoner.evaluation.mlip import MLIPConfig, calculator_for, single_threaded_blas
 from crystalreasoner.tasks import (
     BULK_MODULUS,
     SHEAR_MODULUS,
@@ -37,6 +37,7 @@ class PropertyResult:
     error: str | None = None
 
 
+@single_threaded_blas
 def elastic_moduli(structure: Structure, mlip: MLIPConfig) -> PropertyResult:
     """``bulk_modulus_vrh`` and ``shear_modulus_vrh`` in GPa from the MLIP elastic tensor."""
     from matcalc import ElasticityCalc
@@ -57,6 +58,7 @@ def elastic_moduli(structure: Structure, mlip: MLIPConfig) -> PropertyResult:
         return PropertyResult({}, f"{type(exc).__name__}: {exc}")
 
 
+@single_threaded_blas
 def thermal_expansion(structure: Structure, mlip: MLIPConfig) -> PropertyResult:
     """``thermal_expansion_300k``: volumetric CTE (1/K) at 300 K from MLIP QHA phonons."""
     if len(structure) >= THERMAL_MAX_ATOMS:

@@ -19,7 +19,7 @@ from pymatgen.core import Structure
 
 from crystalreasoner.config import StageConfig
 from crystalreasoner.evaluation.hull import HullReference
-from crystalreasoner.evaluation.mlip import Backend
+from crystalreasoner.evaluation.mlip import Backend, single_threaded_blas
 from crystalreasoner.validation.ranking import Candidate
 
 #: our back-end names -> atomate2's force-field names
@@ -67,6 +67,7 @@ def relax_maker(config: ValidationRelaxConfig, static: bool = False):
     )
 
 
+@single_threaded_blas
 def relax_candidates(
     candidates: Sequence[Candidate],
     config: ValidationRelaxConfig,

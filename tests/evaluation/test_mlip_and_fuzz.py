@@ -7,7 +7,9 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
+from ase.calculators.calculator import Calculator
 from pymatgen.core import Lattice, Structure
+from threadpoolctl import threadpool_info
 
 from crystalreasoner.config import load_config
 from crystalreasoner.data import encode_structure
@@ -42,6 +44,30 @@ def test_each_thread_relaxes_with_its_own_calculator():
         first, second = pool.map(calculator_of_this_thread, range(2))
     assert len({id(here), id(first), id(second)}) == 3
     assert calculator_for(MLIPConfig()) is here  # kept within a thread
+
+
+class _RecordsBlasThreads(Calculator):
+    """The real calculator, noting how many threads numpy's BLAS may use at each call."""
+
+    implemented_properties = ("energy", "free_energy", "forces", "stress")
+
+    def __init__(self, inner):
+        super().__init__()
+        self.inner, self.blas_threads = inner, []
+
+    def calculate(self, atoms=None, properties=None, system_changes=None):
+        super().calculate(atoms, properties, system_changes)
+        self.blas_threads.append(max(i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"))
+        self.inner.calculate(atoms, properties, system_changes)
+        self.results = dict(self.inner.results)
+
+
+def test_relaxation_keeps_numpy_blas_to_one_thread():
+    """torch's and numpy's thread pools spin on the same cores: relaxations ran ~2x slower."""
+    recorder = _RecordsBlasThreads(calculator_for(MLIPConfig()))
+    result = relax(NACL, load_config(MLIPConfig, "reward"), recorder)
+    assert result.ok, result.error
+    assert len(recorder.blas_threads) > 1 and set(recorder.blas_threads) == {1}
 
 
 def test_broken_structures_are_recorded_not_raised():
