@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import ClassVar, Literal
 
 import numpy as np
+from ase.stress import full_3x3_to_voigt_6_stress
 from pymatgen.core import Structure
 from pymatgen.io.ase import AseAtomsAdaptor
 from threadpoolctl import threadpool_limits
@@ -45,6 +46,7 @@ class MLIPConfig(StageConfig):
     max_atoms: int = 200  # larger cells are refused (recorded), not attempted
     max_energy_per_atom: float = 50.0  # |E|/atom beyond this (eV) is an explosion
     max_volume_change: float = 4.0  # cell volume growing or shrinking more than this factor
+    batch_size: int = 64  # structures per model call (CHGNet relaxes a batch in lockstep)
 
 
 class MLIPError(RuntimeError):
@@ -126,64 +128,177 @@ def _check_energy(energy: float, n_atoms: int, config: MLIPConfig) -> None:
         raise MLIPError(f"exploded: |E|/atom = {abs(energy / n_atoms):.1f} eV")
 
 
-@single_threaded_blas
+@dataclass
+class _Run:
+    """One structure's relaxation inside a lockstep batch."""
+
+    atoms: object  # ase.Atoms
+    optimizer: object | None = None  # FIRE over the atoms or their cell filter
+    initial_volume: float = 0.0
+    result: RelaxResult = field(default_factory=RelaxResult)
+
+    def fail(self, exc: Exception) -> None:
+        self.result.error = self.result.error or f"{type(exc).__name__}: {exc}"
+
+
 def relax(structure: Structure, config: MLIPConfig, calculator=None) -> RelaxResult:
     """Relax one structure (FIRE, cell through ``FrechetCellFilter``); never raises."""
-    from ase.filters import FrechetCellFilter
-    from ase.optimize import FIRE
+    return relax_many([structure], config, calculator)[0]
 
-    start = time.perf_counter()
-    result = RelaxResult()
+
+@single_threaded_blas
+def relax_many(structures: Sequence[Structure | None], config: MLIPConfig, calculator=None) -> list[RelaxResult]:
+    """Relax a batch in lockstep; ``None`` entries (unparsed samples) get an error result.
+
+    Every FIRE step evaluates all unfinished structures together, in one model call for CHGNet
+    (``batch_size`` structures per forward), then each structure takes its own optimizer step.
+    One structure's failure (NaN, explosion, timeout, a graph that cannot be built) is recorded
+    on it and the others go on. Its ``seconds`` are its own work plus its share (by atoms) of
+    the batched model calls; the timeout applies to those.
+    """
+    runs = [_start(structure, config) for structure in structures]
+    active = [run for run in runs if run.result.error is None]
+    if active and calculator is None:
+        try:
+            calculator = calculator_for(config)
+        except Exception as exc:
+            for run in active:
+                run.fail(exc)
+            active = []
+    _evaluate(active, calculator, config)
+    active = [run for run in active if run.result.error is None and _guarded(run, lambda r: _begin(r, config))]
+    while active:
+        for run in active:
+            _guarded(run, lambda r: _advance(r, config))
+        active = [run for run in active if run.result.error is None and run.result.energy is None]
+        _evaluate(active, calculator, config)
+        active = [run for run in active if run.result.error is None]
+    return [run.result for run in runs]
+
+
+def _start(structure: Structure | None, config: MLIPConfig) -> _Run:
+    if structure is None:
+        return _Run(None, result=RelaxResult(error="no structure"))
+    run = _Run(None)
     try:
         if len(structure) > config.max_atoms:
             raise MLIPError(f"{len(structure)} atoms > max_atoms={config.max_atoms}")
         if not np.isfinite(structure.lattice.matrix).all() or structure.volume < 1e-3:
             raise MLIPError("degenerate cell (non-finite lattice or zero volume)")
-        atoms = AseAtomsAdaptor.get_atoms(structure)
-        atoms.calc = calculator or calculator_for(config)
-        initial_volume = atoms.get_volume()
-        result.initial_energy = float(atoms.get_potential_energy())
-        _check_energy(result.initial_energy, len(atoms), config)
-        if config.max_steps > 0:
-            target = FrechetCellFilter(atoms) if config.relax_cell else atoms
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                optimizer = FIRE(target, logfile=None)
+        if not np.isfinite(structure.frac_coords).all():
+            raise MLIPError("non-finite atomic coordinates")
+        run.atoms = AseAtomsAdaptor.get_atoms(structure)
+        run.initial_volume = run.atoms.get_volume()
+    except Exception as exc:
+        run.fail(exc)
+    return run
 
-                def watchdog() -> None:
-                    if time.perf_counter() - start > config.timeout_s:
-                        raise MLIPError(f"timeout after {config.timeout_s:.0f} s")
-                    ratio = atoms.get_volume() / initial_volume
-                    if not (1 / config.max_volume_change < ratio < config.max_volume_change):
-                        raise MLIPError(f"exploded: volume changed {ratio:.2f}x")
 
-                optimizer.attach(watchdog)
-                optimizer.run(fmax=config.fmax, steps=config.max_steps)
-            result.steps = optimizer.nsteps
-        energy = float(atoms.get_potential_energy())
-        _check_energy(energy, len(atoms), config)
-        result.energy, result.energy_per_atom = energy, energy / len(atoms)
-        relaxed = AseAtomsAdaptor.get_structure(atoms)  # carries the calculator's float32 magmoms
-        result.structure = Structure(relaxed.lattice, relaxed.species, relaxed.frac_coords)
+def _guarded(run: _Run, action) -> bool:
+    """Run ``action(run)``, charging its time to the run; a failure is recorded on the run."""
+    start = time.perf_counter()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            action(run)
     except Exception as exc:  # one bad structure is recorded; the batch goes on
-        result.error = f"{type(exc).__name__}: {exc}"
-    result.seconds = time.perf_counter() - start
-    return result
+        run.fail(exc)
+    run.result.seconds += time.perf_counter() - start
+    return run.result.error is None
 
 
-def relax_many(structures: Sequence[Structure | None], config: MLIPConfig) -> list[RelaxResult]:
-    """Relax each structure; ``None`` entries (unparsed samples) get an error result."""
-    calculator = None
-    results = []
-    for structure in structures:
-        if structure is None:
-            results.append(RelaxResult(error="no structure"))
+def _begin(run: _Run, config: MLIPConfig) -> None:
+    from ase.filters import FrechetCellFilter
+    from ase.optimize import FIRE
+
+    run.result.initial_energy = float(run.atoms.get_potential_energy())
+    _check_energy(run.result.initial_energy, len(run.atoms), config)
+    run.optimizer = FIRE(FrechetCellFilter(run.atoms) if config.relax_cell else run.atoms, logfile=None)
+    run.optimizer.fmax = config.fmax
+
+
+def _advance(run: _Run, config: MLIPConfig) -> None:
+    """Finish the run (converged, or out of steps) or take one FIRE step, as ``FIRE.run`` does."""
+    optimizer = run.optimizer
+    if optimizer.nsteps >= config.max_steps or optimizer.gradient_converged(optimizer.optimizable.get_gradient()):
+        _finish(run, config)
+        return
+    optimizer.step()
+    optimizer.nsteps += 1
+    if run.result.seconds > config.timeout_s:
+        raise MLIPError(f"timeout after {config.timeout_s:.0f} s")
+    ratio = run.atoms.get_volume() / run.initial_volume
+    if not (1 / config.max_volume_change < ratio < config.max_volume_change):
+        raise MLIPError(f"exploded: volume changed {ratio:.2f}x")
+
+
+def _finish(run: _Run, config: MLIPConfig) -> None:
+    result, atoms = run.result, run.atoms
+    energy = float(atoms.get_potential_energy())
+    _check_energy(energy, len(atoms), config)
+    result.steps = run.optimizer.nsteps
+    result.energy, result.energy_per_atom = energy, energy / len(atoms)
+    relaxed = AseAtomsAdaptor.get_structure(atoms)
+    result.structure = Structure(relaxed.lattice, relaxed.species, relaxed.frac_coords)
+
+
+def _evaluate(runs: list[_Run], calculator, config: MLIPConfig) -> None:
+    """Energy, forces and stress of each run's current atoms, stored on the atoms (a
+    ``SinglePointCalculator``) for the cell filter and FIRE to read."""
+    from ase.calculators.singlepoint import SinglePointCalculator
+
+    runs = [run for run in runs if run.result.error is None]
+    if not runs:
+        return
+    if hasattr(calculator, "model") and hasattr(calculator.model, "predict_graph"):  # CHGNet
+        predictions = _chgnet_batch(runs, calculator, config)
+    else:
+        predictions = {}
+        for run in runs:
+            _guarded(run, lambda r: predictions.__setitem__(id(r), _single_point(r.atoms, calculator)))
+    for run in runs:
+        if id(run) not in predictions:
             continue
-        if calculator is None:
-            try:
-                calculator = calculator_for(config)
-            except Exception as exc:
-                results.append(RelaxResult(error=f"{type(exc).__name__}: {exc}"))
-                continue
-        results.append(relax(structure, config, calculator))
-    return results
+        energy, forces, stress = predictions[id(run)]
+        if not (math.isfinite(energy) and np.isfinite(forces).all()):
+            run.fail(MLIPError(f"non-finite energy or forces (E = {energy})"))
+            continue
+        run.atoms.calc = SinglePointCalculator(
+            run.atoms, energy=energy, free_energy=energy, forces=forces, stress=stress
+        )
+
+
+def _single_point(atoms, calculator) -> tuple[float, np.ndarray, np.ndarray]:
+    atoms.calc = calculator
+    return float(atoms.get_potential_energy()), atoms.get_forces(), atoms.get_stress()
+
+
+def _chgnet_batch(runs: list[_Run], calculator, config: MLIPConfig) -> dict[int, tuple]:
+    """One CHGNet forward over all runs (converted as ``CHGNetCalculator`` does), in batches of
+    ``config.batch_size``; if a batch call fails, each structure is tried alone."""
+    model = calculator.model
+    graphs = {}
+    for run in runs:
+        _guarded(run, lambda r: graphs.__setitem__(id(r), model.graph_converter(AseAtomsAdaptor.get_structure(r.atoms))))
+    runs = [run for run in runs if id(run) in graphs]
+    if not runs:
+        return {}
+    start = time.perf_counter()
+    try:
+        outputs = model.predict_graph([graphs[id(r)] for r in runs], task="efs", batch_size=config.batch_size)
+        predictions = dict(zip(map(id, runs), [outputs] if len(runs) == 1 else outputs))
+        shared = time.perf_counter() - start
+        total_atoms = sum(len(r.atoms) for r in runs)
+        for run in runs:
+            run.result.seconds += shared * len(run.atoms) / total_atoms
+    except Exception:
+        predictions = {}
+        for run in runs:
+            _guarded(run, lambda r: predictions.__setitem__(id(r), model.predict_graph(graphs[id(r)], task="efs")))
+    out = {}
+    for run in runs:
+        if id(run) in predictions:
+            p = predictions[id(run)]
+            energy = float(p["e"]) * (len(run.atoms) if model.is_intensive else 1)
+            out[id(run)] = (energy, p["f"], full_3x3_to_voigt_6_stress(p["s"] * calculator.stress_weight))
+    return out

@@ -70,6 +70,25 @@ def test_relaxation_keeps_numpy_blas_to_one_thread():
     assert len(recorder.blas_threads) > 1 and set(recorder.blas_threads) == {1}
 
 
+def test_a_batch_relaxes_in_lockstep_with_one_model_call_per_step(monkeypatch):
+    """All unfinished structures go through CHGNet together at each FIRE step, and the
+    lockstep loop takes the same steps as relaxing each structure on its own."""
+    rattled = NACL * (2, 1, 1)
+    rattled.perturb(0.15, min_distance=0.05)
+    batch = [NACL, rattled, NACL.copy().scale_lattice(NACL.volume * 1.15)]
+    config = load_config(MLIPConfig, "reward").model_copy(update={"max_steps": 6})
+    model = calculator_for(config).model
+    calls = []
+    predict = model.predict_graph
+    monkeypatch.setattr(model, "predict_graph", lambda graphs, **kw: calls.append(len(graphs)) or predict(graphs, **kw))
+    together = relax_many(batch, config)
+    assert len(calls) <= config.max_steps + 1 and calls[0] == 3  # not one call per structure and step
+    alone = [relax(structure, config) for structure in batch]
+    for a, b in zip(together, alone):
+        assert a.ok and b.ok and a.steps == b.steps
+        assert abs(a.energy_per_atom - b.energy_per_atom) < 1e-4
+
+
 def test_broken_structures_are_recorded_not_raised():
     nan_coords = Structure(Lattice.cubic(4), ["Na", "Cl"], [[0, 0, 0], [np.nan, 0.5, 0.5]])
     flat = Structure(Lattice([[3, 0, 0], [6, 0, 0], [0, 0, 3]]), ["Na"], [[0, 0, 0]])
