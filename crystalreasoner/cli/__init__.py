@@ -284,6 +284,8 @@ def generate(
     max_prompts: Annotated[int | None, typer.Option(help="Use only the first N prompts of --split.")] = None,
     constrained: Annotated[bool, typer.Option(help="Composition-constrained decoding.")] = False,
     backend: Annotated[str, typer.Option(help="continuous (default), hf, or vllm (GPU).")] = "continuous",
+    device: Annotated[str, typer.Option(help="cpu, or cuda for a GPU (continuous and hf back ends).")] = "cpu",
+    dtype: Annotated[str, typer.Option(help="float32, bfloat16 or float16 weights and KV cache.")] = "float32",
     seed: Annotated[int, typer.Option(help="Sampling seed.")] = 0,
     out: Annotated[Path | None, typer.Option(help="Write the parsed structures here as CIF files.")] = None,
     store: StoreOption = None,
@@ -315,7 +317,9 @@ def generate(
                 prompts = [PromptSpec(prompt)]
             else:
                 raise ConfigError("give a PROMPT or --split")
-            config = GenerateConfig(n_samples=n, constrained=constrained, backend=backend, seed=seed)
+            config = GenerateConfig(
+                n_samples=n, constrained=constrained, backend=backend, device=device, dtype=dtype, seed=seed
+            )
             doc = GenerateStage(config).run(registry, checkpoint_id, prompts)
     except CrystalReasonerError as exc:
         raise _fail(exc) from exc

@@ -87,8 +87,8 @@ def sample_tokens(
 
     Sorting only the top k (not the whole vocabulary) keeps this cheap at every step.
     """
-    if allowed is not None:
-        logits = logits.masked_fill(~allowed, float("-inf"))
+    if allowed is not None:  # masks are built on the CPU; the model may be on a GPU
+        logits = logits.masked_fill(~allowed.to(logits.device), float("-inf"))
     logits = logits / max(params.temperature, 1e-5)
     k = params.top_k if 0 < params.top_k < logits.shape[-1] else logits.shape[-1]
     values, indices = torch.topk(logits, k, dim=-1)  # sorted, best first

@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+import torch
 from pymatgen.core import Composition
 
 from crystalreasoner.config import StageConfig
@@ -45,6 +46,8 @@ class GenerateConfig(StageConfig):
     seed: int = 0
     backend: Literal["continuous", "hf", "vllm"] = "continuous"
     slots: int = 128  # sequences decoding together (continuous backend)
+    device: str = "cpu"  # "cuda" for a GPU (continuous and hf back ends)
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"  # weights and KV cache
     constrained: bool = False  # composition-constrained decoding (structure block; trace composition lines)
     max_atoms: int = 20
     #: constrained decoding redraws an atom line that puts an atom closer than this (Å) to an
@@ -101,13 +104,11 @@ def parse_sample(sample: GeneratedSample) -> GeneratedSample:
 
 def _hf_generate(model, tokenizer, requests: list[Request], params: SamplingParams, stop_ids) -> list[Completion]:
     """Hugging Face ``generate``, one prompt at a time (the reference backend)."""
-    import torch
-
     torch.manual_seed(params.seed)
     done = []
     for request in requests:
         out = model.generate(
-            torch.tensor([request.prompt_ids]),
+            torch.tensor([request.prompt_ids], device=model.device),
             do_sample=True,
             temperature=params.temperature,
             top_k=params.top_k,
@@ -148,6 +149,8 @@ class GenerateStage:
 
         cfg = self.config
         model, tokenizer = load_checkpoint(checkpoint)
+        if cfg.backend != "vllm":
+            model.to(device=cfg.device, dtype=getattr(torch, cfg.dtype))
         chats = [
             tokenizer.apply_chat_template(
                 [{"role": "user", "content": p.prompt}], add_generation_prompt=True, tokenize=False

@@ -18,10 +18,10 @@ def checkpoint_dir(tmp_path, tiny_model, tokenizer):
     return folder
 
 
-@pytest.mark.parametrize("backend", ["continuous", "hf"])
-def test_every_sample_is_kept_with_its_parse_error(checkpoint_dir, crysreas_home, backend):
+@pytest.mark.parametrize(("backend", "dtype"), [("continuous", "float32"), ("hf", "float32"), ("continuous", "bfloat16")])
+def test_every_sample_is_kept_with_its_parse_error(checkpoint_dir, crysreas_home, backend, dtype):
     prompts = [PromptSpec("Generate NaCl."), PromptSpec("Design MgIn2 in space group 12.")]
-    config = GenerateConfig(n_samples=3, max_new_tokens=12, backend=backend)
+    config = GenerateConfig(n_samples=3, max_new_tokens=12, backend=backend, dtype=dtype)
     with ArtifactRegistry(load_store_spec("memory")) as registry:
         checkpoint_id = registry.register(
             "checkpoint", name="tiny", config={}, files=sorted(checkpoint_dir.iterdir()), location=checkpoint_dir
@@ -34,6 +34,7 @@ def test_every_sample_is_kept_with_its_parse_error(checkpoint_dir, crysreas_home
     assert all(s.structure is None and "tag" in s.parse_error for s in samples)  # a random model
     assert all(s.finish_reason in ("stop", "length") and s.n_tokens <= 12 for s in samples)
     assert evaluation.summary["parsed"]["mean"] == 0.0
+    assert doc.config["dtype"] == dtype and doc.config["device"] == "cpu"
 
 
 def test_constrained_decoding_needs_a_formula(checkpoint_dir):
