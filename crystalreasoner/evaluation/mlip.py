@@ -166,7 +166,9 @@ def relax_many(structures: Sequence[Structure | None], config: MLIPConfig, calcu
                 run.fail(exc)
             active = []
     _evaluate(active, calculator, config)
-    active = [run for run in active if run.result.error is None and _guarded(run, lambda r: _begin(r, config))]
+    for run in active:
+        _guarded(run, lambda r: _begin(r, config))
+    active = [run for run in active if run.result.error is None]
     while active:
         for run in active:
             _guarded(run, lambda r: _advance(r, config))
@@ -194,17 +196,18 @@ def _start(structure: Structure | None, config: MLIPConfig) -> _Run:
     return run
 
 
-def _guarded(run: _Run, action) -> bool:
-    """Run ``action(run)``, charging its time to the run; a failure is recorded on the run."""
+def _guarded(run: _Run, action):
+    """``action(run)``, its time charged to the run; a failure is recorded on the run (None)."""
     start = time.perf_counter()
+    value = None
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            action(run)
+            value = action(run)
     except Exception as exc:  # one bad structure is recorded; the batch goes on
         run.fail(exc)
     run.result.seconds += time.perf_counter() - start
-    return run.result.error is None
+    return value
 
 
 def _begin(run: _Run, config: MLIPConfig) -> None:
@@ -253,11 +256,9 @@ def _evaluate(runs: list[_Run], calculator, config: MLIPConfig) -> None:
     if hasattr(calculator, "model") and hasattr(calculator.model, "predict_graph"):  # CHGNet
         predictions = _chgnet_batch(runs, calculator, config)
     else:
-        predictions = {}
-        for run in runs:
-            _guarded(run, lambda r: predictions.__setitem__(id(r), _single_point(r.atoms, calculator)))
+        predictions = {id(run): _guarded(run, lambda r: _single_point(r.atoms, calculator)) for run in runs}
     for run in runs:
-        if id(run) not in predictions:
+        if predictions.get(id(run)) is None:
             continue
         energy, forces, stress = predictions[id(run)]
         if not (math.isfinite(energy) and np.isfinite(forces).all()):
@@ -277,10 +278,9 @@ def _chgnet_batch(runs: list[_Run], calculator, config: MLIPConfig) -> dict[int,
     """One CHGNet forward over all runs (converted as ``CHGNetCalculator`` does), in batches of
     ``config.batch_size``; if a batch call fails, each structure is tried alone."""
     model = calculator.model
-    graphs = {}
-    for run in runs:
-        _guarded(run, lambda r: graphs.__setitem__(id(r), model.graph_converter(AseAtomsAdaptor.get_structure(r.atoms))))
-    runs = [run for run in runs if id(run) in graphs]
+    graphs = {id(run): _guarded(run, lambda r: model.graph_converter(AseAtomsAdaptor.get_structure(r.atoms)))
+              for run in runs}
+    runs = [run for run in runs if graphs[id(run)] is not None]
     if not runs:
         return {}
     start = time.perf_counter()
@@ -291,14 +291,11 @@ def _chgnet_batch(runs: list[_Run], calculator, config: MLIPConfig) -> dict[int,
         total_atoms = sum(len(r.atoms) for r in runs)
         for run in runs:
             run.result.seconds += shared * len(run.atoms) / total_atoms
-    except Exception:
-        predictions = {}
-        for run in runs:
-            _guarded(run, lambda r: predictions.__setitem__(id(r), model.predict_graph(graphs[id(r)], task="efs")))
+    except Exception:  # the batch call failed: each structure alone, so only the culprit fails
+        predictions = {id(run): _guarded(run, lambda r: model.predict_graph(graphs[id(r)], task="efs")) for run in runs}
     out = {}
     for run in runs:
-        if id(run) in predictions:
-            p = predictions[id(run)]
+        if (p := predictions.get(id(run))) is not None:
             energy = float(p["e"]) * (len(run.atoms) if model.is_intensive else 1)
             out[id(run)] = (energy, p["f"], full_3x3_to_voigt_6_stress(p["s"] * calculator.stress_weight))
     return out
