@@ -51,3 +51,21 @@ def test_qha_thermal_expansion_of_silicon_is_small_and_positive():
     result = thermal_expansion(SILICON, load_config(MLIPConfig, "validation"))
     assert result.error is None, result.error
     assert 0 < result.values["thermal_expansion_300k"] < 40e-6  # experiment ~7.8e-6/K (3 x 2.6e-6)
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("preset", ["tiny-cpu-elasticity", "tiny-cpu-thermal-expansion"])
+def test_specialists_relax_far_enough_for_the_property(preset):
+    """matcalc refuses moduli of a cell its pre-relaxation left unconverged: with the reward's 20
+    steps a displaced cell gets none (no generated sample got any), with the specialists' own
+    property MLIP it does."""
+    from crystalreasoner.rl.grpo import RLConfig
+
+    salt = Structure.from_spacegroup("Fm-3m", Lattice.cubic(5.64), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    displaced = salt.get_primitive_structure() * (2, 1, 1)
+    displaced.perturb(0.4, min_distance=0.4, seed=0)
+    reward = load_config(RLConfig, preset).reward
+    short = elastic_moduli(displaced, reward.mlip)
+    assert short.error and "did not converge" in short.error
+    full = elastic_moduli(displaced, reward.property_mlip)
+    assert full.error is None and 10 < full.values["bulk_modulus_vrh"] < 60  # GPa; NaCl is ~25
