@@ -78,8 +78,9 @@ def stage(formulas: int, hf_samples: int) -> None:
         start, tokens = time.perf_counter(), 0
         for request in requests[:hf_samples]:
             out = model.generate(
-                torch.tensor([request.prompt_ids]), do_sample=True, temperature=1.0, top_k=50, top_p=0.7,
-                max_new_tokens=params.max_new_tokens, eos_token_id=sorted(stops), pad_token_id=0,
+                torch.tensor([request.prompt_ids]), do_sample=True, temperature=params.temperature,
+                top_k=params.top_k, top_p=params.top_p, max_new_tokens=params.max_new_tokens,
+                eos_token_id=sorted(stops), pad_token_id=0,
             )
             tokens += out.shape[1] - len(request.prompt_ids)
         rows.append(("HF, 1 at a time", hf_samples, tokens, time.perf_counter() - start))
@@ -113,7 +114,7 @@ def main() -> None:
     model, prompt = _model(args.checkpoint)
     params = SamplingParams(max_new_tokens=args.new)
     hf_kwargs = dict(
-        do_sample=True, temperature=1.0, top_k=50, top_p=0.7,
+        do_sample=True, temperature=params.temperature, top_k=params.top_k, top_p=params.top_p,
         max_new_tokens=args.new, min_new_tokens=args.new, pad_token_id=0,
     )
     rows = []

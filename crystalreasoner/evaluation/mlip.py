@@ -241,7 +241,7 @@ def _finish(run: _Run, config: MLIPConfig) -> None:
     _check_energy(energy, len(atoms), config)
     result.steps = run.optimizer.nsteps
     result.energy, result.energy_per_atom = energy, energy / len(atoms)
-    relaxed = AseAtomsAdaptor.get_structure(atoms)
+    relaxed = AseAtomsAdaptor.get_structure(atoms)  # plain sites: no site properties carried over
     result.structure = Structure(relaxed.lattice, relaxed.species, relaxed.frac_coords)
 
 

@@ -74,7 +74,7 @@ def test_a_batch_relaxes_in_lockstep_with_one_model_call_per_step(monkeypatch):
     """All unfinished structures go through CHGNet together at each FIRE step, and the
     lockstep loop takes the same steps as relaxing each structure on its own."""
     rattled = NACL * (2, 1, 1)
-    rattled.perturb(0.15, min_distance=0.05)
+    rattled.perturb(0.15, min_distance=0.05, seed=0)
     batch = [NACL, rattled, NACL.copy().scale_lattice(NACL.volume * 1.15)]
     config = load_config(MLIPConfig, "reward").model_copy(update={"max_steps": 6})
     model = calculator_for(config).model
