@@ -282,7 +282,9 @@ def generate(
     checkpoint: Annotated[str | None, typer.Option(help="Checkpoint artifact id or folder (default: latest).")] = None,
     split: Annotated[str | None, typer.Option(help="Instead of PROMPT: the held-out prompts of this split (val, test).")] = None,
     max_prompts: Annotated[int | None, typer.Option(help="Use only the first N prompts of --split.")] = None,
+    traces_id: Annotated[str | None, typer.Option("--traces", help="--split prompts from this trace set (default: the checkpoint's).")] = None,
     constrained: Annotated[bool, typer.Option(help="Composition-constrained decoding.")] = False,
+    redraw_close_atoms: Annotated[bool, typer.Option(help="Draw again an atom line closer than 0.5 Å to an earlier atom (also unconstrained).")] = False,
     backend: Annotated[str, typer.Option(help="continuous (default), hf, or vllm (GPU).")] = "continuous",
     device: Annotated[str, typer.Option(help="cpu, or cuda for a GPU (continuous and hf back ends).")] = "cpu",
     dtype: Annotated[str, typer.Option(help="float32, bfloat16 or float16 weights and KV cache.")] = "float32",
@@ -309,16 +311,20 @@ def generate(
         with _registry(store) as registry:
             checkpoint_id = _checkpoint_id(registry, checkpoint)
             if split:
-                traces = [d for d in registry.lineage(checkpoint_id) if d.kind == "traces"]
+                traces = [registry.get(traces_id)] if traces_id else [
+                    d for d in registry.lineage(checkpoint_id) if d.kind == "traces"
+                ]
                 if not traces:
-                    raise ConfigError(f"checkpoint {checkpoint_id} has no trace set in its lineage; pass a PROMPT")
+                    raise ConfigError(
+                        f"checkpoint {checkpoint_id} has no trace set in its lineage; pass --traces or a PROMPT"
+                    )
                 prompts = prompts_from_traces(traces[0].location, split)[:max_prompts]
             elif prompt:
                 prompts = [PromptSpec(prompt)]
             else:
                 raise ConfigError("give a PROMPT or --split")
             config = GenerateConfig(
-                n_samples=n, constrained=constrained, backend=backend, device=device, dtype=dtype, seed=seed
+                n_samples=n, constrained=constrained, redraw_close_atoms=redraw_close_atoms, backend=backend, device=device, dtype=dtype, seed=seed
             )
             doc = GenerateStage(config).run(registry, checkpoint_id, prompts)
     except CrystalReasonerError as exc:

@@ -166,6 +166,7 @@ def trace_consistency(
     Only announced claims are scored: space group (and, coarser, its crystal system) and orbit
     multiplicities per element (at the evaluation tolerance or the traces' tighter one), cell
     composition (exactly, and as the overlap of element fractions, 1 - half their L1 distance),
+    both space group and composition when both are announced,
     volume within ``VOLUME_TOLERANCE``, and with ``coordination`` the set of CrystalNN
     coordination numbers per element (slower). The graded scores give a small model's RL a
     signal long before its traces are exactly right.
@@ -185,6 +186,8 @@ def trace_consistency(
             for el in {*actual, *claims.composition}
         )
         scores["trace_composition_overlap"] = 1 - distance / 2
+    if "trace_spacegroup" in scores and "trace_composition" in scores:  # issue 5's share: both as announced
+        scores["trace_spacegroup_and_composition"] = scores["trace_spacegroup"] * scores["trace_composition"]
     if claims.orbits:
         claimed = {el: sorted(sizes) for el, sizes in claims.orbits.items()}
         scores["trace_orbits"] = int(any(orbits == claimed for _, orbits in readings))

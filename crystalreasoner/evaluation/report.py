@@ -13,7 +13,8 @@ from crystalreasoner.generation.stage import GeneratedSample
 TABLE_COLUMNS = (
     "parsed", "structurally_valid", "smact_valid", "composition_match", "spacegroup_match",
     "unique", "novel", "stable", "sun", "trace_formula_match", "trace_spacegroup",
-    "trace_crystal_system", "trace_composition", "trace_composition_overlap", "trace_orbits",
+    "trace_crystal_system", "trace_composition", "trace_composition_overlap", "trace_spacegroup_and_composition",
+    "trace_orbits",
     "trace_volume", "trace_coordination",
 )
 

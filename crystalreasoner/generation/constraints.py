@@ -224,9 +224,10 @@ class CompositionConstraint:
             chars -= len(self.texts[ids[keep]])
         return keep if chars == 0 and keep > 0 else None  # the line's own tokens, and only those
 
-    def token_mask(self, targets: dict[str, CompositionTarget]):
+    def token_mask(self, targets: dict[str, CompositionTarget] | None):
         """A sampler ``token_mask`` for requests whose ids map to their ``CompositionTarget``;
-        it also rewinds a sample to redraw an atom line that came too close (``min_distance``)."""
+        it also rewinds a sample to redraw an atom line that came too close (``min_distance``).
+        With ``targets`` None it only redraws: every token is allowed."""
         texts: dict[str, tuple[int, str]] = {}
 
         def mask(requests, generated) -> MaskResult:
@@ -244,7 +245,7 @@ class CompositionConstraint:
                     rewind[row] = keep
                     rows.append(self._everything)  # this row samples nothing this step
                 else:
-                    rows.append(self.allowed(text, targets[key]))
+                    rows.append(self._everything if targets is None else self.allowed(text, targets[key]))
             return MaskResult(torch.stack(rows), rewind)
 
         return mask

@@ -54,6 +54,9 @@ class GenerateConfig(StageConfig):
     #: earlier one, at most ``max_redraws`` times per sample; None: no redraws
     min_distance: float | None = 0.5
     max_redraws: int = 16
+    #: the same redraws without the composition constraint. Off for the paper's metrics; on, a
+    #: model that copies earlier atom lines (a site written twice) gets another draw of that line
+    redraw_close_atoms: bool = False
 
     @property
     def sampling(self) -> SamplingParams:
@@ -90,7 +93,7 @@ class GeneratedSample:
     n_tokens: int
     structure: dict | None = None  # pymatgen Structure.as_dict()
     parse_error: str | None = None
-    redraws: int = 0  # atom lines constrained decoding drew again (too close to another atom)
+    redraws: int = 0  # atom lines drawn again (too close to another atom)
 
 
 def parse_sample(sample: GeneratedSample) -> GeneratedSample:
@@ -171,10 +174,13 @@ class GenerateStage:
                 completions = _hf_generate(model, tokenizer, requests, cfg.sampling, stop_ids)
             else:
                 mask = None
-                if cfg.constrained:
+                if cfg.constrained or cfg.redraw_close_atoms:
                     constraint = CompositionConstraint(
                         tokenizer, cfg.max_atoms, min_distance=cfg.min_distance, max_redraws=cfg.max_redraws
                     )
+                    mask = constraint.token_mask(None)  # redraws only
+                    redraws = constraint.redraws  # counted while the sampler runs
+                if cfg.constrained:
                     targets: dict[str, CompositionTarget] = {}
                     for i, j in keys:
                         if prompts[i].formula is None:
@@ -185,7 +191,6 @@ class GenerateStage:
                             prompts[i].formula, parse_cell_counts(prompts[i].prompt)
                         )
                     mask = constraint.token_mask(targets)
-                    redraws = constraint.redraws  # counted while the sampler runs
                 sampler = ContinuousBatchSampler(model, stop_ids, slots=cfg.slots)
                 completions = list(sampler.generate(requests, cfg.sampling, mask))
             raw = {}

@@ -17,7 +17,8 @@ from crystalreasoner.stores import ArtifactRegistry
 
 #: the evaluation columns shown next to the reward
 COLUMNS = ("parsed", "structurally_valid", "smact_valid", "composition_match", "spacegroup_match",
-           "trace_spacegroup", "trace_crystal_system", "trace_composition", "trace_composition_overlap")
+           "trace_spacegroup", "trace_crystal_system", "trace_composition", "trace_composition_overlap",
+           "trace_spacegroup_and_composition")
 
 
 def score_checkpoint(

@@ -19,6 +19,7 @@ from transformers import TrainerCallback
 from crystalreasoner.config import StageConfig
 from crystalreasoner.hashing import sha256_json
 from crystalreasoner.stores import ArtifactDoc, ArtifactKind, ArtifactRegistry
+from crystalreasoner.training.copy_warmup import CopyWarmupConfig, warm_start
 from crystalreasoner.training.models import (
     ModelConfig,
     Precision,
@@ -61,6 +62,7 @@ class SFTConfig(StageConfig):
     max_minutes: float | None = None  # stop (and save) after this much training time per process
     seed: int = 0
     precision: Precision = "auto"  # auto: bf16 autocast on a bf16 GPU; bf16: also on a CPU
+    copy_warmup: CopyWarmupConfig | None = None  # from-scratch models: learn to copy before SFT
     trl_args: dict[str, Any] = {}
 
     def run_key(self, traces_id: str) -> str:
@@ -186,8 +188,16 @@ class SFTStage:
         )
 
         torch.manual_seed(cfg.seed)
-        model = apply_lora(build_model(cfg.model, tokenizer), cfg.model.lora)
+        model = build_model(cfg.model, tokenizer)
         on_gpu = torch.cuda.is_available()
+        last = last_complete_checkpoint(run_dir / "trainer") if resume else None
+        warmup = None
+        if cfg.copy_warmup is not None and cfg.model.pretrained is None:  # a resumed run reads it back
+            warmup = warm_start(
+                model.to("cuda" if on_gpu else "cpu"), tokenizer, cfg.copy_warmup, run_dir / "copy_warmup",
+                seed=cfg.seed, bf16=bf16_autocast(cfg.precision),
+            )
+        model = apply_lora(model, cfg.model.lora)
         args = trl.SFTConfig(
             output_dir=str(run_dir / "trainer"),
             max_length=cfg.max_length,
@@ -205,7 +215,6 @@ class SFTStage:
             processing_class=tokenizer,
             callbacks=[TimeBudget(cfg.max_minutes)],
         )
-        last = last_complete_checkpoint(args.output_dir) if resume else None
         started = time.monotonic()
         result = trainer.train(resume_from_checkpoint=last)
         train_seconds = time.monotonic() - started
@@ -218,6 +227,7 @@ class SFTStage:
             "max_steps": trainer.state.max_steps,
             "epoch": trainer.state.epoch,
             "resumed_from": last,
+            "copy_warmup": warmup,
             "train_seconds_this_process": round(train_seconds, 1),
             "parameters": sum(p.numel() for p in model.parameters()),
         }

@@ -22,10 +22,11 @@ def test_a_real_trace_is_consistent_with_its_own_structure_and_not_with_another(
     own = trace_consistency(structure, claims, coordination=True)
     assert own == dict.fromkeys(
         ["trace_spacegroup", "trace_crystal_system", "trace_composition", "trace_composition_overlap",
-         "trace_orbits", "trace_volume", "trace_coordination"], 1
+         "trace_spacegroup_and_composition", "trace_orbits", "trace_volume", "trace_coordination"], 1
     )
     other = trace_consistency(_rocksalt(), claims, coordination=True)
-    exact = ("trace_spacegroup", "trace_composition", "trace_orbits", "trace_volume", "trace_coordination")
+    exact = ("trace_spacegroup", "trace_composition", "trace_spacegroup_and_composition", "trace_orbits",
+             "trace_volume", "trace_coordination")
     assert {other[name] for name in exact} == {0}
     assert other["trace_composition_overlap"] < 0.5  # mostly other elements
 
@@ -38,7 +39,7 @@ def test_only_announced_claims_are_scored():
     fcc_claim = trace_consistency(nacl, TraceClaims(spacegroup_number=221, composition={"Na": 1, "Cl": 3}))
     # Pm-3m is cubic too; a quarter of the atoms would have to change element
     assert fcc_claim == {"trace_spacegroup": 0, "trace_crystal_system": 1, "trace_composition": 0,
-                         "trace_composition_overlap": 0.75}
+                         "trace_composition_overlap": 0.75, "trace_spacegroup_and_composition": 0}
     assert spacegroup_number(nacl) == 225
 
 

@@ -89,6 +89,21 @@ def test_an_atom_line_too_close_to_an_earlier_atom_is_drawn_again(tokenizer):
         assert (0 in result.rewind) == (attempt < constraint.max_redraws)  # then it is kept
 
 
+def test_without_targets_the_mask_only_redraws_close_atoms(tokenizer):
+    """Unconstrained decoding with redraws: a site written twice is drawn again, nothing is masked."""
+    constraint = CompositionConstraint(tokenizer, min_distance=0.5)
+    mask = constraint.token_mask(None)
+    before = HEADER + "Mg 1 0.1 0.2 0.3\n"
+    for line, redrawn in (("Mg 1 0.1 0.2 0.3\n", True), ("Xe 1 0.6 0.7 0.8\n", False)):
+        ids = tokenizer(before + line, add_special_tokens=False)["input_ids"]
+        result = mask([Request(line, [])], [ids])
+        assert (0 in result.rewind) == redrawn
+        assert bool(result.allowed.all())  # any element, any token: only the redraw acts
+        if redrawn:
+            assert tokenizer.decode(ids[: result.rewind[0]]) == before
+    assert sum(constraint.redraws.values()) == 1
+
+
 def test_random_walks_through_the_mask_always_give_a_readable_block_of_the_composition(tokenizer):
     """A random policy restricted by the mask (numbers included, the cell given) ends on Z units
     the codec reads."""
