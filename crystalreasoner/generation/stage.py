@@ -178,19 +178,19 @@ class GenerateStage:
                     constraint = CompositionConstraint(
                         tokenizer, cfg.max_atoms, min_distance=cfg.min_distance, max_redraws=cfg.max_redraws
                     )
-                    mask = constraint.token_mask(None)  # redraws only
-                    redraws = constraint.redraws  # counted while the sampler runs
-                if cfg.constrained:
-                    targets: dict[str, CompositionTarget] = {}
-                    for i, j in keys:
-                        if prompts[i].formula is None:
-                            raise ConfigError(
-                                f"constrained decoding needs a formula; none found in prompt {prompts[i].prompt!r}"
+                    targets: dict[str, CompositionTarget] | None = None  # None: redraws only
+                    if cfg.constrained:
+                        targets = {}
+                        for i, j in keys:
+                            if prompts[i].formula is None:
+                                raise ConfigError(
+                                    f"constrained decoding needs a formula; none found in prompt {prompts[i].prompt!r}"
+                                )
+                            targets[f"{i}:{j}"] = constraint.target(
+                                prompts[i].formula, parse_cell_counts(prompts[i].prompt)
                             )
-                        targets[f"{i}:{j}"] = constraint.target(
-                            prompts[i].formula, parse_cell_counts(prompts[i].prompt)
-                        )
                     mask = constraint.token_mask(targets)
+                    redraws = constraint.redraws  # counted while the sampler runs
                 sampler = ContinuousBatchSampler(model, stop_ids, slots=cfg.slots)
                 completions = list(sampler.generate(requests, cfg.sampling, mask))
             raw = {}

@@ -37,18 +37,15 @@ class CopyWarmupConfig(StageConfig):
 
 
 def _copy_batch(
-    config: CopyWarmupConfig, token_ids: torch.Tensor, separator: int, generator: torch.Generator
+    config: CopyWarmupConfig, token_ids: torch.Tensor, separator: int, generator: torch.Generator,
+    device: torch.device,
 ) -> tuple[torch.Tensor, int]:
-    """``batch_size`` strings ``x <sep> x`` of one random length n, and n."""
+    """``batch_size`` strings ``x <sep> x`` of one random length n (on ``device``), and n."""
     n = int(torch.randint(config.min_length, config.max_length + 1, (1,), generator=generator))
     picks = torch.randint(len(token_ids), (config.batch_size, n), generator=generator)
     strings = token_ids[picks]
     sep = torch.full((config.batch_size, 1), separator)
-    return torch.cat([strings, sep, strings], dim=1), n
-
-
-def _on(model: PreTrainedModel, batch: torch.Tensor) -> torch.Tensor:
-    return batch.to(model.device)
+    return torch.cat([strings, sep, strings], dim=1).to(device), n
 
 
 def _repeat_logits(model: PreTrainedModel, batch: torch.Tensor, n: int) -> torch.Tensor:
@@ -61,8 +58,7 @@ def copy_accuracy(
 ) -> float:
     """Share of repeat tokens the model predicts greedily, on strings it was not trained on."""
     generator = torch.Generator().manual_seed(seed)
-    batch, n = _copy_batch(config, token_ids, separator, generator)
-    batch = _on(model, batch)
+    batch, n = _copy_batch(config, token_ids, separator, generator, model.device)
     was_training = model.training
     model.eval()
     with torch.no_grad():
@@ -94,8 +90,7 @@ def copy_warmup(
     started = time.monotonic()
     accuracy, step = 0.0, 0
     while step < config.max_steps:
-        batch, n = _copy_batch(config, token_ids, separator, generator)
-        batch = _on(model, batch)
+        batch, n = _copy_batch(config, token_ids, separator, generator, model.device)
         with torch.autocast(model.device.type, dtype=torch.bfloat16, enabled=bf16):
             logits = _repeat_logits(model, batch, n)
         loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.size(-1)), batch[:, n + 1 :].reshape(-1))
@@ -107,6 +102,8 @@ def copy_warmup(
             accuracy = copy_accuracy(model, config, token_ids, separator, seed=10_000 + step)
             if accuracy >= config.target_accuracy:
                 break
+    if step % config.check_every:  # stopped by max_steps between checks: measure where it ended
+        accuracy = copy_accuracy(model, config, token_ids, separator, seed=10_000 + step)
     return {"steps": step, "copy_accuracy": round(accuracy, 4), "seconds": round(time.monotonic() - started, 1)}
 
 
