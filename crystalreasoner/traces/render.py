@@ -33,6 +33,15 @@ def composition_lines(cell_counts: dict[str, int]) -> tuple[str, str]:
     )
 
 
+def orbit_line(element: str, multiplicities: list[int], wyckoff: list[str] | None = None) -> str:
+    """The trace's line for one element's symmetry orbits (optionally with Wyckoff letters)."""
+    noun = "orbit, multiplicity" if len(multiplicities) == 1 else "orbits, multiplicities"
+    text = f"{element}: {len(multiplicities)} {noun} {', '.join(map(str, multiplicities))}"
+    if wyckoff is not None:
+        text += f" (Wyckoff {', '.join(wyckoff)})"
+    return text + "."
+
+
 def _symmetry_lines(analysis: StructureAnalysis, print_wyckoff: bool) -> list[str]:
     lines = [
         f"Space group: {analysis.spacegroup_symbol} (No. {analysis.spacegroup_number}), "
@@ -46,12 +55,7 @@ def _symmetry_lines(analysis: StructureAnalysis, print_wyckoff: bool) -> list[st
         )
     lines.extend(composition_lines({el: analysis.composition[el] for el in analysis.elements}))
     for el in analysis.elements:
-        mults = analysis.orbits[el]
-        noun = "orbit, multiplicity" if len(mults) == 1 else "orbits, multiplicities"
-        text = f"{el}: {len(mults)} {noun} {', '.join(map(str, mults))}"
-        if print_wyckoff:
-            text += f" (Wyckoff {', '.join(analysis.wyckoff[el])})"
-        lines.append(text + ".")
+        lines.append(orbit_line(el, analysis.orbits[el], analysis.wyckoff[el] if print_wyckoff else None))
     if analysis.oxidation_states:
         counts: Counter[tuple[str, int]] = Counter()
         for el in analysis.elements:

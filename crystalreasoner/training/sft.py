@@ -19,7 +19,8 @@ from transformers import TrainerCallback
 from crystalreasoner.config import StageConfig
 from crystalreasoner.hashing import sha256_json
 from crystalreasoner.stores import ArtifactDoc, ArtifactKind, ArtifactRegistry
-from crystalreasoner.training.copy_warmup import CopyWarmupConfig, warm_start
+from crystalreasoner.data.codec import CodecConfig
+from crystalreasoner.training.warmup import CopyWarmupConfig, CountWarmupConfig, warm_start
 from crystalreasoner.training.models import (
     ModelConfig,
     Precision,
@@ -63,6 +64,7 @@ class SFTConfig(StageConfig):
     seed: int = 0
     precision: Precision = "auto"  # auto: bf16 autocast on a bf16 GPU; bf16: also on a CPU
     copy_warmup: CopyWarmupConfig | None = None  # from-scratch models: learn to copy before SFT
+    count_warmup: CountWarmupConfig | None = None  # then to write as many atom lines as stated
     trl_args: dict[str, Any] = {}
 
     def run_key(self, traces_id: str) -> str:
@@ -192,9 +194,11 @@ class SFTStage:
         on_gpu = torch.cuda.is_available()
         last = last_complete_checkpoint(run_dir / "trainer") if resume else None
         warmup = None
-        if cfg.copy_warmup is not None and cfg.model.pretrained is None:  # a resumed run reads it back
+        if (cfg.copy_warmup or cfg.count_warmup) and cfg.model.pretrained is None:  # resumed: read back
             warmup = warm_start(
-                model.to("cuda" if on_gpu else "cpu"), tokenizer, cfg.copy_warmup, run_dir / "copy_warmup",
+                model.to("cuda" if on_gpu else "cpu"), tokenizer, run_dir / "warmup",
+                copy=cfg.copy_warmup, count=cfg.count_warmup,
+                codec=CodecConfig(traces.config["coord_decimals"], traces.config["lattice_decimals"]),
                 seed=cfg.seed, bf16=bf16_autocast(cfg.precision),
             )
         model = apply_lora(model, cfg.model.lora)
@@ -227,7 +231,7 @@ class SFTStage:
             "max_steps": trainer.state.max_steps,
             "epoch": trainer.state.epoch,
             "resumed_from": last,
-            "copy_warmup": warmup,
+            "warmup": warmup,
             "train_seconds_this_process": round(train_seconds, 1),
             "parameters": sum(p.numel() for p in model.parameters()),
         }
