@@ -179,7 +179,7 @@ def _train_until(
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=0.0)
     model.train()
     started = time.monotonic()
-    accuracy, step = 0.0, 0
+    accuracy, step, history = 0.0, 0, []
     while step < config.max_steps:
         ids, mask = (t.to(model.device) for t in make_batch(config.batch_size))
         with torch.autocast(model.device.type, dtype=torch.bfloat16, enabled=bf16):
@@ -191,11 +191,15 @@ def _train_until(
         step += 1
         if step % config.check_every == 0:
             accuracy = measure(10_000 + step)
+            history.append([step, round(accuracy, 4)])
             if accuracy >= config.target_accuracy:
                 break
     if step % config.check_every:  # stopped by max_steps between checks: measure where it ended
         accuracy = measure(10_000 + step)
-    return {"steps": step, "accuracy": round(accuracy, 4), "seconds": round(time.monotonic() - started, 1)}
+    return {
+        "steps": step, "accuracy": round(accuracy, 4), "seconds": round(time.monotonic() - started, 1),
+        "history": history,  # [step, accuracy] at each check: the learning curve
+    }
 
 
 def copy_warmup(
