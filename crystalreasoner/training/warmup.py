@@ -16,6 +16,8 @@ synthetic data that only the skill can continue:
   structure block's own text (composition line, orbit lines, random filler, then a block of
   random coordinates), with the loss only on the token after each line break of the block (the
   next element, or the end of the block), can only be continued by counting the written lines.
+  Measured (tiny-cpu-count, this CPU): 50 % of random cells whole after 1,200 steps, and after
+  SFT the composition match is still at noise level (2.8 %); the README has the figures.
 
 Each warm-up stops as soon as its accuracy on fresh examples reaches the target; the optimizer
 is discarded (SFT starts its own).
