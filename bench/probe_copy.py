@@ -50,8 +50,9 @@ def copy_rates(folder: str, records: list[dict]) -> tuple[int, float, float]:
     return probed, exact / max(probed, 1), first / max(probed, 1)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+def probe_setup(description: str) -> tuple[argparse.Namespace, list[dict]]:
+    """The probes' command line (checkpoint folders, ``--traces``, ``--split``) and that split's records."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("checkpoints", nargs="+", help="checkpoint folders")
     parser.add_argument("--traces", required=True, help="trace-set artifact id")
     parser.add_argument("--split", default="val")
@@ -59,9 +60,24 @@ def main() -> None:
     with open_registry() as registry:
         location = Path(registry.get(args.traces).location)
     records = [json.loads(line) for line in (location / f"{args.split}.jsonl").read_text().splitlines()]
-    table = Table(title=f"Copying the stated cell, {args.split} prompts of {args.traces[:8]}")
-    for column in ("checkpoint", "prompts", "exact copy %", "first element %"):
-        table.add_column(column, justify="left" if column == "checkpoint" else "right", overflow="fold")
+    return args, records
+
+
+def probe_table(title: str, columns: list[str]) -> Table:
+    """A table with one row per checkpoint folder, then ``columns`` of figures."""
+    table = Table(title=title)
+    table.add_column("checkpoint", overflow="fold")
+    for column in columns:
+        table.add_column(column, justify="right")
+    return table
+
+
+def main() -> None:
+    args, records = probe_setup(__doc__)
+    table = probe_table(
+        f"Copying the stated cell, {args.split} prompts of {args.traces[:8]}",
+        ["prompts", "exact copy %", "first element %"],
+    )
     for folder in args.checkpoints:
         probed, exact, first = copy_rates(folder, records)
         table.add_row(folder, str(probed), f"{100 * exact:.1f}", f"{100 * first:.1f}")

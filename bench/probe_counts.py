@@ -11,17 +11,13 @@ Run: ``.venv/bin/python bench/probe_counts.py <checkpoint-folder>... --traces <t
 
 from __future__ import annotations
 
-import argparse
-import json
 from collections import Counter
-from pathlib import Path
 
 import torch
+from probe_copy import probe_setup, probe_table  # sibling script: bench/ is on the path
 from rich.console import Console
-from rich.table import Table
 
 from crystalreasoner.data.codec import STRUCTURE_END, STRUCTURE_START
-from crystalreasoner.stores import open_registry
 from crystalreasoner.training.models import load_checkpoint
 
 KINDS = ("first", "same", "switch", "end")
@@ -56,17 +52,11 @@ def decision_counts(folder: str, records: list[dict]) -> tuple[Counter, Counter,
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("checkpoints", nargs="+", help="checkpoint folders")
-    parser.add_argument("--traces", required=True, help="trace-set artifact id")
-    parser.add_argument("--split", default="val")
-    args = parser.parse_args()
-    with open_registry() as registry:
-        location = Path(registry.get(args.traces).location)
-    records = [json.loads(line) for line in (location / f"{args.split}.jsonl").read_text().splitlines()]
-    table = Table(title=f"Atom-line decisions, teacher-forced, {args.split} answers of {args.traces[:8]}")
-    for column in ("checkpoint", *(f"{kind} %" for kind in KINDS), "whole blocks %"):
-        table.add_column(column, justify="left" if column == "checkpoint" else "right", overflow="fold")
+    args, records = probe_setup(__doc__)
+    table = probe_table(
+        f"Atom-line decisions, teacher-forced, {args.split} answers of {args.traces[:8]}",
+        [*(f"{kind} %" for kind in KINDS), "whole blocks %"],
+    )
     for folder in args.checkpoints:
         right, total, whole, blocks = decision_counts(folder, records)
         cells = [f"{100 * right[k] / total[k]:.1f} ({total[k]})" if total[k] else "-" for k in KINDS]
