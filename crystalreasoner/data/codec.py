@@ -15,6 +15,12 @@ in Å; line 3 the angles in degrees; then one line per site: element symbol, occ
 and fractional coordinates. Lines are numbered from 1 after the ``<CIF>`` tag, not counting
 blank lines.
 
+**Ours**, off by default: ``CodecConfig.site_labels`` writes each element symbol with its
+running count, as a CIF ``_atom_site_label`` (``Mg1``, ``Mg2``, ``O1``…). A small model then
+decides when to switch element or close the block by comparing the last label with the count in
+the prompt, instead of counting its own lines (which a 3M model does not learn; README,
+"Site labels"). The decoder reads both forms; a label's number is a name, not checked.
+
 ``decode_structure`` reads model output, which can be any string at all, so it raises only
 ``CodecError`` and its message names the line, the field and the bad value. It checks syntax
 and that the cell exists; whether atoms are too close is for evaluation to judge.
@@ -43,6 +49,9 @@ _MIN_VOLUME_FACTOR = 1e-6
 
 _QUOTE_LIMIT = 60
 
+#: an atom line's first field: an element symbol, optionally followed by a label number
+SITE_FIELD = re.compile(r"([A-Z][a-z]?)([0-9]*)")
+
 
 @dataclass(frozen=True)
 class CodecConfig:
@@ -55,12 +64,17 @@ class CodecConfig:
         enough for small models, whose token budget matters more.
     lattice_decimals
         Lengths (Å) and angles (degrees); choose per model, fewer for tiny models.
+    site_labels
+        Write ``Mg1``, ``Mg2``… instead of ``Mg``, ``Mg`` on the atom lines (ours; see above).
     """
 
     coord_decimals: int = 8
     lattice_decimals: int = 4
+    site_labels: bool = False
 
     def __post_init__(self) -> None:
+        if not isinstance(self.site_labels, bool):
+            raise ConfigError(f"CodecConfig.site_labels must be true or false, got {self.site_labels!r}")
         for name in ("coord_decimals", "lattice_decimals"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 15:
@@ -97,6 +111,7 @@ def encode_structure(structure: Structure, config: CodecConfig = CodecConfig()) 
     lines = [STRUCTURE_START, SPACE_GROUP]
     lines.append(" ".join(_fmt(x, config.lattice_decimals) for x in structure.lattice.abc))
     lines.append(" ".join(_fmt(x, config.lattice_decimals) for x in structure.lattice.angles))
+    written: dict[str, int] = {}
     for index, site in enumerate(structure):
         if not site.is_ordered:
             raise CodecError(f"cannot encode disordered site {index} ({site.species})")
@@ -105,7 +120,9 @@ def encode_structure(structure: Structure, config: CodecConfig = CodecConfig()) 
         if not isinstance(element, Element):
             raise CodecError(f"cannot encode site {index}: {specie} is not a chemical element")
         coords = " ".join(_fmt_coord(x, config.coord_decimals) for x in site.frac_coords)
-        lines.append(f"{element.symbol} 1 {coords}")
+        written[element.symbol] = written.get(element.symbol, 0) + 1
+        label = str(written[element.symbol]) if config.site_labels else ""
+        lines.append(f"{element.symbol}{label} 1 {coords}")
     lines.append(STRUCTURE_END)
     return "\n".join(lines)
 
@@ -180,6 +197,13 @@ def _lattice(lengths_line: str, angles_line: str) -> Lattice:
     return Lattice.from_parameters(*lengths, *angles)
 
 
+def site_symbol(field: str) -> str:
+    """The element symbol of an atom line's first field (``Mg2`` -> ``Mg``); the field itself
+    when it is no symbol-and-label, so that the caller's check names what was written."""
+    match = SITE_FIELD.fullmatch(field)
+    return match.group(1) if match else field
+
+
 def _site(line_no: int, line: str) -> tuple[str, list[float]]:
     """An atom line -> (element symbol, wrapped fractional coordinates)."""
     tokens = line.split()
@@ -188,9 +212,9 @@ def _site(line_no: int, line: str) -> tuple[str, list[float]]:
             f'line {line_no} (atom): expected 5 fields "El 1 x y z", '
             f"got {len(tokens)}: {_quote(line)}"
         )
-    symbol, occupancy = tokens[0], tokens[1]
+    symbol, occupancy = site_symbol(tokens[0]), tokens[1]
     if not Element.is_valid_symbol(symbol):
-        raise CodecError(f"line {line_no} (atom): unknown element symbol {_quote(symbol)}")
+        raise CodecError(f"line {line_no} (atom): unknown element symbol {_quote(tokens[0])}")
     if not _NUMBER.fullmatch(occupancy) or float(occupancy) != 1:
         raise CodecError(f"line {line_no} (atom): occupancy must be 1, got {_quote(occupancy)}")
     coords = _numbers(line_no, " ".join(tokens[2:]), "atom coordinates", ("x", "y", "z"))

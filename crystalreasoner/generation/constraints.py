@@ -4,7 +4,8 @@ when the prompt states the cell counts, the trace's composition lines say exactl
 
 The constraint works on text, not on a particular tokenizer: a token is allowed when the line
 it extends can still become a line of the block's grammar (``P1``, three lengths, three angles,
-then ``<El> 1 x y z`` for an element that still has room), so every finished block parses.
+then ``<El> 1 x y z`` for an element that still has room, its site label when written being
+the element's next number), so every finished block parses.
 ``</CIF>`` is allowed only at a line start where the counts are ``Z`` times the reduced formula.
 A thinking block must close before the structure block opens (``</think>`` then ``<CIF>``).
 In the thinking block, a line that starts with a forced line's key (``Cell composition:``,
@@ -28,7 +29,9 @@ import torch
 from pymatgen.core import Composition
 from transformers import PreTrainedTokenizerBase
 
-from crystalreasoner.data.codec import SPACE_GROUP, STRUCTURE_END, STRUCTURE_START, decode_structure
+from crystalreasoner.data.codec import (
+    SPACE_GROUP, STRUCTURE_END, STRUCTURE_START, decode_structure, site_symbol,
+)
 from crystalreasoner.errors import CodecError
 from crystalreasoner.generation.sampler import MaskResult
 from crystalreasoner.traces.render import THINK_END, THINK_START, composition_lines
@@ -117,7 +120,7 @@ class CompositionConstraint:
         if index < ATOM_LINES_START:
             pattern, literal_fields = HEADER_LINES[index]
             return self._line_mask(pattern, _shape(current, literal_fields), False)
-        written = Counter(line.split(" ", 1)[0] for line in lines[ATOM_LINES_START:-1])
+        written = Counter(site_symbol(line.split(" ", 1)[0]) for line in lines[ATOM_LINES_START:-1])
         reduced, fixed_z = target.reduced, target.z
         per_unit = sum(reduced.values())
         z_max = fixed_z or max(self.max_atoms // per_unit, 1)
@@ -131,7 +134,9 @@ class CompositionConstraint:
             and z == int(z)
             and (fixed_z is None or z == fixed_z)
         )
-        atom_line = f"(?:{'|'.join(room)}) 1 {_TRIPLE}" if room else "(?!)"
+        # a site label, when the model writes them, must be the element's next number
+        sites = "|".join(f"{el}(?:{written.get(el, 0) + 1})?" for el in room)
+        atom_line = f"(?:{sites}) 1 {_TRIPLE}" if room else "(?!)"
         return self._line_mask(atom_line, _shape(current, ATOM_LITERAL_FIELDS), closes)
 
     def _before_block_mask(self, text: str, target: CompositionTarget) -> torch.Tensor:

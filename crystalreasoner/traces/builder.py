@@ -61,6 +61,7 @@ class TraceConfig(StageConfig):
     property_decimals: int = 3
     coord_decimals: int = 8
     lattice_decimals: int = 4
+    site_labels: bool = False  # Mg1 Mg2 O1 on the atom lines (ours; see data/codec.py)
     explicit_counts: float = 0.0  # probability that a prompt states the cell's element counts
     variants_per_structure: int = 1  # phrasings/augmentations of each training structure
     augment: AugmentConfig = AugmentConfig()
@@ -70,6 +71,15 @@ class TraceConfig(StageConfig):
     oversample: bool = False  # turn weights into extra training variants instead of a column
     seed: int = 0
     n_jobs: int | None = None  # worker processes for analyses; None = all cores
+
+
+def codec_config(trace_config: dict[str, Any]) -> CodecConfig:
+    """How a trace set (its config, as stored in its artifact) writes structure blocks; sets
+    built before ``site_labels`` existed wrote none."""
+    return CodecConfig(
+        trace_config["coord_decimals"], trace_config["lattice_decimals"],
+        trace_config.get("site_labels", False),
+    )
 
 
 @dataclass
@@ -240,9 +250,7 @@ def render_record(
         # a cell rewriting can tip a borderline symmetry over the tolerance; the block must
         # show what the trace states, so keep the analysed cell instead
         structure = augment_structure(record.structure, AugmentConfig(), rng)
-    block = encode_structure(
-        structure, CodecConfig(config.coord_decimals, config.lattice_decimals)
-    )
+    block = encode_structure(structure, codec_config(config.model_dump()))
     answer = block
     if config.thinking:
         thinking = render_thinking(

@@ -19,7 +19,7 @@ from transformers import TrainerCallback
 from crystalreasoner.config import StageConfig
 from crystalreasoner.hashing import sha256_json
 from crystalreasoner.stores import ArtifactDoc, ArtifactKind, ArtifactRegistry
-from crystalreasoner.data.codec import CodecConfig
+from crystalreasoner.traces.builder import codec_config
 from crystalreasoner.training.warmup import CopyWarmupConfig, CountWarmupConfig, warm_start
 from crystalreasoner.training.models import (
     ModelConfig,
@@ -198,7 +198,7 @@ class SFTStage:
             warmup = warm_start(
                 model.to("cuda" if on_gpu else "cpu"), tokenizer, run_dir / "warmup",
                 copy=cfg.copy_warmup, count=cfg.count_warmup,
-                codec=CodecConfig(traces.config["coord_decimals"], traces.config["lattice_decimals"]),
+                codec=codec_config(traces.config),
                 seed=cfg.seed, bf16=bf16_autocast(cfg.precision),
             )
         model = apply_lora(model, cfg.model.lora)

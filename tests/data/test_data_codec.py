@@ -30,6 +30,19 @@ def test_encode_writes_the_spec_format():
     assert short.splitlines()[2:5] == ["4.1 4.1 4.1", "90.0 90.0 90.0", "Na 1 0.000 0.000 0.000"]
 
 
+def test_site_labels_number_each_element_and_decode_to_the_same_structure():
+    structure = Structure(
+        Lattice.cubic(4), ["Mg", "O", "Mg", "O"], [[0, 0, 0], [0.5, 0, 0], [0.5, 0.5, 0], [0, 0.5, 0]]
+    )
+    block = encode_structure(structure, CodecConfig(coord_decimals=1, lattice_decimals=0, site_labels=True))
+    assert [line.split()[0] for line in block.splitlines()[4:-1]] == ["Mg1", "O1", "Mg2", "O2"]
+    decoded = decode_structure(block)
+    assert [site.specie.symbol for site in decoded] == ["Mg", "O", "Mg", "O"]
+    assert decoded.frac_coords.tolist() == structure.frac_coords.tolist()
+    with pytest.raises(ConfigError, match="site_labels"):
+        CodecConfig(site_labels="yes")
+
+
 def test_encode_wraps_coordinates_and_never_writes_negative_zero():
     structure = Structure(Lattice.cubic(3), ["Fe"], [[-1e-12, 0.9999999999, 1.25]])
     assert encode_structure(structure).splitlines()[4] == "Fe 1 0.00000000 0.00000000 0.25000000"
@@ -102,6 +115,8 @@ def _with_line(number: int, text: str) -> str:
         (_with_line(3, "120 120 120"), "line 3 (lattice angles): angles '120 120 120' make no"),
         (_with_line(4, "Xx 1 0 0 0"), "line 4 (atom): unknown element symbol 'Xx'"),
         (_with_line(4, "na 1 0 0 0"), "line 4 (atom): unknown element symbol 'na'"),
+        (_with_line(4, "Xx2 1 0 0 0"), "line 4 (atom): unknown element symbol 'Xx2'"),
+        (_with_line(4, "Na1a 1 0 0 0"), "line 4 (atom): unknown element symbol 'Na1a'"),
         (_with_line(5, "Cl 0.5 0 0 0"), "line 5 (atom): occupancy must be 1, got '0.5'"),
         (_with_line(5, "Cl 1 0 0"), 'line 5 (atom): expected 5 fields "El 1 x y z", got 4'),
         (_with_line(5, "Cl 1 0 0 inf"), "line 5 (atom coordinates): z is not a number: 'inf'"),

@@ -50,6 +50,16 @@ def test_stated_cell_counts_fix_z(tokenizer):
     assert allowed == {"</CIF>"}  # every element is at its count: only the end remains
 
 
+def test_site_labels_must_be_the_elements_next_number(tokenizer):
+    constraint = CompositionConstraint(tokenizer, max_atoms=20)
+    target = constraint.target("MgIn2", {"Mg": 1, "In": 2})
+    written = HEADER + "Mg1 1 0 0 0\nIn1 1 0.5 0.5 0.5\nIn"
+    assert _allowed_texts(constraint, constraint.allowed(written, target)) == {"2", " "}
+    done = written + "2 1 0.2 0.2 0.2\n"
+    assert _allowed_texts(constraint, constraint.allowed(done, target)) == {"</CIF>"}
+    assert decode_structure(done + "</CIF>").composition.reduced_formula == "MgIn2"
+
+
 def test_stated_cell_counts_force_the_traces_composition_lines(tokenizer):
     """Once a line reaches a forced line's key, a random walk through the mask writes that line."""
     constraint = CompositionConstraint(tokenizer, max_atoms=20)

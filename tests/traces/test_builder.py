@@ -17,6 +17,7 @@ from crystalreasoner.traces.analysis import analyze_structure
 from crystalreasoner.traces.builder import (
     TraceConfig,
     build_trace_set,
+    codec_config,
     element_count_weights,
     render_record,
 )
@@ -80,6 +81,16 @@ def test_variants_augment_train_only_and_keep_the_crystal(small_bundle, cache):
     assert len(blocks) == len(variants)  # each variant writes the cell differently
     volumes = {round(decode_structure(r.completion[0]["content"]).volume, 2) for r in variants}
     assert len(volumes) == 1
+
+
+def test_the_tiny_labels_preset_writes_site_labels_the_sft_stage_reads_back(small_bundle, cache):
+    config = load_config(TraceConfig, "tiny-labels")
+    record = build_trace_set(small_bundle, config, cache).splits["val"][0]
+    block = record.completion[0]["content"].split(STRUCTURE_START)[1]
+    labels = [line.split()[0] for line in block.splitlines()[4:-1]]
+    assert labels and all(label[-1].isdigit() for label in labels)
+    assert codec_config(config.model_dump()).site_labels
+    assert not codec_config({"coord_decimals": 4, "lattice_decimals": 3}).site_labels  # older sets
 
 
 def test_explicit_counts_follow_the_probability(small_bundle, cache):
