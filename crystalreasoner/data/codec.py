@@ -50,7 +50,7 @@ _MIN_VOLUME_FACTOR = 1e-6
 _QUOTE_LIMIT = 60
 
 #: an atom line's first field: an element symbol, optionally followed by a label number
-SITE_FIELD = re.compile(r"([A-Z][a-z]?)([0-9]*)")
+SITE_FIELD = re.compile(r"([A-Z][a-z]?)[0-9]*")
 
 
 @dataclass(frozen=True)

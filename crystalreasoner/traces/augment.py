@@ -13,18 +13,14 @@ from pymatgen.core import Structure
 
 from crystalreasoner.config import StageConfig
 
-#: right-handed relabellings of the cell axes that only permute the angles: the cyclic
-#: permutations, and the swaps with all three axes inverted. A swap with one axis inverted
-#: would turn two angles into their supplements (60 60 60 -> 120 120 60): one crystal would
-#: then be spelt with acute and obtuse triples, and a tiny model mixes them into triples that
-#: make no cell (120 60 60 was the commonest parse failure of tiny-quick; README, "Site labels")
+#: right-handed relabellings of the cell axes (cyclic permutations, and swaps with one sign flip)
 _AXIS_RELABELLINGS = (
     ((1, 0, 0), (0, 1, 0), (0, 0, 1)),
     ((0, 1, 0), (0, 0, 1), (1, 0, 0)),
     ((0, 0, 1), (1, 0, 0), (0, 1, 0)),
-    ((0, -1, 0), (-1, 0, 0), (0, 0, -1)),
-    ((-1, 0, 0), (0, 0, -1), (0, -1, 0)),
-    ((0, 0, -1), (0, -1, 0), (-1, 0, 0)),
+    ((0, 1, 0), (1, 0, 0), (0, 0, -1)),
+    ((1, 0, 0), (0, 0, 1), (0, -1, 0)),
+    ((0, 0, 1), (0, -1, 0), (1, 0, 0)),
 )
 
 
