@@ -16,10 +16,10 @@ and fractional coordinates. Lines are numbered from 1 after the ``<CIF>`` tag, n
 blank lines.
 
 **Ours**, off by default: ``CodecConfig.site_labels`` writes each element symbol with its
-running count, as a CIF ``_atom_site_label`` (``Mg1``, ``Mg2``, ``O1``…). A small model then
-decides when to switch element or close the block by comparing the last label with the count in
-the prompt, instead of counting its own lines (which a 3M model does not learn; README,
-"Site labels"). The decoder reads both forms; a label's number is a name, not checked.
+running count, as a CIF ``_atom_site_label`` (``Mg1``, ``Mg2``, ``O1``…), so that switching
+element or closing the block can be decided by comparing the last label with the stated count
+instead of counting lines. The 2.9M tiny-cpu model learns neither (README, "Site labels"); the
+option is for bigger models. The decoder reads both forms; a label's number is a name, not checked.
 
 ``decode_structure`` reads model output, which can be any string at all, so it raises only
 ``CodecError`` and its message names the line, the field and the bad value. It checks syntax
@@ -50,7 +50,7 @@ _MIN_VOLUME_FACTOR = 1e-6
 _QUOTE_LIMIT = 60
 
 #: an atom line's first field: an element symbol, optionally followed by a label number
-SITE_FIELD = re.compile(r"([A-Z][a-z]?)[0-9]*")
+_SITE_FIELD = re.compile(r"([A-Z][a-z]?)[0-9]*")
 
 
 @dataclass(frozen=True)
@@ -200,7 +200,7 @@ def _lattice(lengths_line: str, angles_line: str) -> Lattice:
 def site_symbol(field: str) -> str:
     """The element symbol of an atom line's first field (``Mg2`` -> ``Mg``); the field itself
     when it is no symbol-and-label, so that the caller's check names what was written."""
-    match = SITE_FIELD.fullmatch(field)
+    match = _SITE_FIELD.fullmatch(field)
     return match.group(1) if match else field
 
 
