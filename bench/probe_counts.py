@@ -2,10 +2,12 @@
 
 The true answer of every held-out record is fed in (teacher forcing) and, at each line break of
 the structure block's atom lines, the model's greedy next token is compared with the true one.
-The decisions fall into four kinds: the first atom line's element, the same element again,
-a switch to the next element, and the end of the block. Copying the prompt makes the first right;
-only counting the written lines makes the switches and ends right, and a wrong one changes the
-composition. Like ``probe_copy.py`` it judges an SFT recipe without sampling noise.
+The decisions fall into kinds: the first atom line's element, the same element again, a
+switch to the next element, the end of the block; with site labels, also the digits of each
+element's first label (``count``) and of its later ones (``label``). Copying the prompt makes
+the first right; the switches and ends need the written lines counted (or, with remaining
+labels, read off the last label), and a wrong one changes the composition. Like
+``probe_copy.py`` it judges an SFT recipe without sampling noise.
 Run: ``.venv/bin/python bench/probe_counts.py <checkpoint-folder>... --traces <trace-set-id>``
 """
 
@@ -20,7 +22,7 @@ from rich.console import Console
 from crystalreasoner.data.codec import STRUCTURE_END, STRUCTURE_START
 from crystalreasoner.training.models import load_checkpoint
 
-KINDS = ("first", "same", "switch", "end")
+KINDS = ("first", "same", "switch", "end", "count", "label")
 
 
 def decision_counts(folder: str, records: list[dict]) -> tuple[Counter, Counter, int, int]:
@@ -28,6 +30,7 @@ def decision_counts(folder: str, records: list[dict]) -> tuple[Counter, Counter,
     model, tokenizer = load_checkpoint(folder)
     newline = tokenizer.encode("\n", add_special_tokens=False)[0]
     start, end = tokenizer.convert_tokens_to_ids([STRUCTURE_START, STRUCTURE_END])
+    digits = {i for i in range(len(tokenizer)) if tokenizer.decode([i]).isdigit()}
     right, total = Counter(), Counter()
     whole = blocks = 0
     for record in records:
@@ -38,14 +41,23 @@ def decision_counts(folder: str, records: list[dict]) -> tuple[Counter, Counter,
         breaks = [i for i in range(ids.index(start), len(ids) - 1) if ids[i] == newline][3:]
         with torch.no_grad():
             predicted = model(input_ids=torch.tensor([ids])).logits[0].argmax(-1).tolist()
-        previous, all_right = None, True
+        previous, seen, all_right = None, set(), True
         for i in breaks:
             truth = ids[i + 1]
             kind = "end" if truth == end else "first" if previous is None else "same" if truth == previous else "switch"
-            total[kind] += 1
-            right[kind] += predicted[i] == truth
-            all_right &= predicted[i] == truth
+            decisions = [(kind, i)]
+            # a site label's digits follow the symbol: an element's first label states its count
+            label_kind = "count" if truth not in seen else "label"
+            j = i + 1
+            while j + 1 < len(ids) and ids[j + 1] in digits:
+                decisions.append((label_kind, j))
+                j += 1
+            for decision, position in decisions:
+                total[decision] += 1
+                right[decision] += predicted[position] == ids[position + 1]
+                all_right &= predicted[position] == ids[position + 1]
             previous = truth
+            seen.add(truth)
         blocks += 1
         whole += all_right
     return right, total, whole, blocks

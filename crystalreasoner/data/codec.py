@@ -15,11 +15,14 @@ in Å; line 3 the angles in degrees; then one line per site: element symbol, occ
 and fractional coordinates. Lines are numbered from 1 after the ``<CIF>`` tag, not counting
 blank lines.
 
-**Ours**, off by default: ``CodecConfig.site_labels`` writes each element symbol with its
-running count, as a CIF ``_atom_site_label`` (``Mg1``, ``Mg2``, ``O1``…), so that switching
-element or closing the block can be decided by comparing the last label with the stated count
-instead of counting lines. The 2.9M tiny-cpu model learns neither (README, "Site labels"); the
-option is for bigger models. The decoder reads both forms; a label's number is a name, not checked.
+**Ours**, off by default: ``CodecConfig.site_labels`` writes each element symbol with a
+number, as a CIF ``_atom_site_label``. ``ascending`` numbers the element's sites ``Mg1``,
+``Mg2``…: closing an element is then a comparison of the last label with the stated count, which
+the 2.9M tiny-cpu model does not learn (README, "Site labels"). ``remaining`` counts down, the
+number of that element's sites still to write including this one (``Mg2``, ``Mg1``, ``O1``): the
+first label copies the stated count, each next one is one less, and after a ``1`` the element is
+done, so no decision needs a count of the model's own lines. The decoder reads every form; a
+label's number is a name, not checked.
 
 ``decode_structure`` reads model output, which can be any string at all, so it raises only
 ``CodecError`` and its message names the line, the field and the bad value. It checks syntax
@@ -30,7 +33,9 @@ from __future__ import annotations
 
 import math
 import re
+from collections import Counter
 from dataclasses import dataclass
+from typing import Literal, get_args
 
 from pymatgen.core import Element, Lattice, Structure
 
@@ -49,8 +54,11 @@ _MIN_VOLUME_FACTOR = 1e-6
 
 _QUOTE_LIMIT = 60
 
+#: how the atom lines number each element's sites (see the module docstring)
+SiteLabels = Literal["none", "ascending", "remaining"]
+
 #: an atom line's first field: an element symbol, optionally followed by a label number
-_SITE_FIELD = re.compile(r"([A-Z][a-z]?)[0-9]*")
+_SITE_FIELD = re.compile(r"([A-Z][a-z]?)([0-9]*)")
 
 
 @dataclass(frozen=True)
@@ -65,16 +73,19 @@ class CodecConfig:
     lattice_decimals
         Lengths (Å) and angles (degrees); choose per model, fewer for tiny models.
     site_labels
-        Write ``Mg1``, ``Mg2``… instead of ``Mg``, ``Mg`` on the atom lines (ours; see above).
+        ``none`` (``Mg``, ``Mg``), ``ascending`` (``Mg1``, ``Mg2``) or ``remaining`` (``Mg2``,
+        ``Mg1``) on the atom lines (ours; see above).
     """
 
     coord_decimals: int = 8
     lattice_decimals: int = 4
-    site_labels: bool = False
+    site_labels: SiteLabels = "none"
 
     def __post_init__(self) -> None:
-        if not isinstance(self.site_labels, bool):
-            raise ConfigError(f"CodecConfig.site_labels must be true or false, got {self.site_labels!r}")
+        if self.site_labels not in get_args(SiteLabels):
+            raise ConfigError(
+                f"CodecConfig.site_labels must be one of {', '.join(get_args(SiteLabels))}, got {self.site_labels!r}"
+            )
         for name in ("coord_decimals", "lattice_decimals"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 15:
@@ -111,20 +122,27 @@ def encode_structure(structure: Structure, config: CodecConfig = CodecConfig()) 
     lines = [STRUCTURE_START, SPACE_GROUP]
     lines.append(" ".join(_fmt(x, config.lattice_decimals) for x in structure.lattice.abc))
     lines.append(" ".join(_fmt(x, config.lattice_decimals) for x in structure.lattice.angles))
-    written: dict[str, int] = {}
-    for index, site in enumerate(structure):
-        if not site.is_ordered:
-            raise CodecError(f"cannot encode disordered site {index} ({site.species})")
-        specie = site.specie  # an Element, or a Species with an oxidation state
-        element = specie if isinstance(specie, Element) else getattr(specie, "element", None)
-        if not isinstance(element, Element):
-            raise CodecError(f"cannot encode site {index}: {specie} is not a chemical element")
+    symbols = [_element(site, index).symbol for index, site in enumerate(structure)]
+    remaining, written = Counter(symbols), Counter()
+    for symbol, site in zip(symbols, structure, strict=True):
         coords = " ".join(_fmt_coord(x, config.coord_decimals) for x in site.frac_coords)
-        written[element.symbol] = written.get(element.symbol, 0) + 1
-        label = str(written[element.symbol]) if config.site_labels else ""
-        lines.append(f"{element.symbol}{label} 1 {coords}")
+        written[symbol] += 1
+        label = {"none": "", "ascending": str(written[symbol]), "remaining": str(remaining[symbol])}
+        remaining[symbol] -= 1
+        lines.append(f"{symbol}{label[config.site_labels]} 1 {coords}")
     lines.append(STRUCTURE_END)
     return "\n".join(lines)
+
+
+def _element(site, index: int) -> Element:
+    """The chemical element of an ordered site; ``CodecError`` for anything the format cannot write."""
+    if not site.is_ordered:
+        raise CodecError(f"cannot encode disordered site {index} ({site.species})")
+    specie = site.specie  # an Element, or a Species with an oxidation state
+    element = specie if isinstance(specie, Element) else getattr(specie, "element", None)
+    if not isinstance(element, Element):
+        raise CodecError(f"cannot encode site {index}: {specie} is not a chemical element")
+    return element
 
 
 def find_structure_block(text: str) -> str:
@@ -197,11 +215,14 @@ def _lattice(lengths_line: str, angles_line: str) -> Lattice:
     return Lattice.from_parameters(*lengths, *angles)
 
 
-def site_symbol(field: str) -> str:
-    """The element symbol of an atom line's first field (``Mg2`` -> ``Mg``); the field itself
-    when it is no symbol-and-label, so that the caller's check names what was written."""
+def site_field(field: str) -> tuple[str, int | None]:
+    """An atom line's first field -> (element symbol, label number or None): ``Mg2`` -> ``("Mg", 2)``.
+    The symbol is the field itself when it is no symbol-and-label, so that the caller's check
+    names what was written."""
     match = _SITE_FIELD.fullmatch(field)
-    return match.group(1) if match else field
+    if not match:
+        return field, None
+    return match.group(1), int(match.group(2)) if match.group(2) else None
 
 
 def _site(line_no: int, line: str) -> tuple[str, list[float]]:
@@ -212,7 +233,7 @@ def _site(line_no: int, line: str) -> tuple[str, list[float]]:
             f'line {line_no} (atom): expected 5 fields "El 1 x y z", '
             f"got {len(tokens)}: {_quote(line)}"
         )
-    symbol, occupancy = site_symbol(tokens[0]), tokens[1]
+    (symbol, _), occupancy = site_field(tokens[0]), tokens[1]
     if not Element.is_valid_symbol(symbol):
         raise CodecError(f"line {line_no} (atom): unknown element symbol {_quote(tokens[0])}")
     if not _NUMBER.fullmatch(occupancy) or float(occupancy) != 1:

@@ -5,7 +5,8 @@ when the prompt states the cell counts, the trace's composition lines say exactl
 The constraint works on text, not on a particular tokenizer: a token is allowed when the line
 it extends can still become a line of the block's grammar (``P1``, three lengths, three angles,
 then ``<El> 1 x y z`` for an element that still has room, its site label when written being
-the element's next number), so every finished block parses.
+the element's next number: one up, or one down to 1 when the element's first label was its
+count), so every finished block parses.
 ``</CIF>`` is allowed only at a line start where the counts are ``Z`` times the reduced formula.
 A thinking block must close before the structure block opens (``</think>`` then ``<CIF>``).
 In the thinking block, a line that starts with a forced line's key (``Cell composition:``,
@@ -30,7 +31,7 @@ from pymatgen.core import Composition
 from transformers import PreTrainedTokenizerBase
 
 from crystalreasoner.data.codec import (
-    SPACE_GROUP, STRUCTURE_END, STRUCTURE_START, decode_structure, site_symbol,
+    SPACE_GROUP, STRUCTURE_END, STRUCTURE_START, decode_structure, site_field,
 )
 from crystalreasoner.errors import CodecError
 from crystalreasoner.generation.sampler import MaskResult
@@ -66,6 +67,22 @@ def _shape(line: str, literal_fields: int) -> str:
     so masks cache well. The first ``literal_fields`` fields (``P1``, ``<El> 1``) stay."""
     fields = line.split(" ")
     return " ".join(fields[:literal_fields] + [regex.sub(r"[0-9]", "0", f) for f in fields[literal_fields:]])
+
+
+def _label_pattern(
+    el: str, n: int, written: Counter, last: dict, counting_down: set[str], z_options: list[int]
+) -> str:
+    """What may follow the element symbol on its next atom line: its site label, if any.
+
+    Ascending labels (``Mg1``, ``Mg2``) go on from the element's count and are optional. Remaining
+    labels go one down from the last and must be written, so the count they started stays the
+    element's count. A first line may start at 1 or at ``n·Z`` for a ``Z`` still possible.
+    """
+    if el in counting_down:
+        return f"{last[el] - 1}"
+    if written.get(el):
+        return f"(?:{written[el] + 1})?"
+    return f"(?:{'|'.join(str(k) for k in sorted({1} | {n * z for z in z_options}))})?"
 
 
 class CompositionConstraint:
@@ -120,11 +137,22 @@ class CompositionConstraint:
         if index < ATOM_LINES_START:
             pattern, literal_fields = HEADER_LINES[index]
             return self._line_mask(pattern, _shape(current, literal_fields), False)
-        written = Counter(site_symbol(line.split(" ", 1)[0]) for line in lines[ATOM_LINES_START:-1])
+        fields = [site_field(line.split(" ", 1)[0]) for line in lines[ATOM_LINES_START:-1]]
+        written = Counter(symbol for symbol, _ in fields)
+        first: dict[str, int | None] = {}
+        last: dict[str, int | None] = {}
+        for symbol, number in fields:
+            first.setdefault(symbol, number)
+            last[symbol] = number
         reduced, fixed_z = target.reduced, target.z
-        per_unit = sum(reduced.values())
-        z_max = fixed_z or max(self.max_atoms // per_unit, 1)
-        room = tuple(sorted(el for el, n in reduced.items() if written.get(el, 0) < n * z_max))
+        # "remaining" labels (Mg2, Mg1): an element's first label above 1 was its count, which fixes Z
+        counting_down = {el for el, number in first.items() if number and number > 1 and el in reduced}
+        chosen_z = fixed_z or next((first[el] // reduced[el] for el in counting_down), None)
+        z_max = chosen_z or max(self.max_atoms // sum(reduced.values()), 1)
+        room = tuple(sorted(
+            el for el, n in reduced.items()
+            if written.get(el, 0) < n * z_max and not (el in counting_down and last[el] == 1)
+        ))
         ratios = {written.get(el, 0) / n for el, n in reduced.items()}
         closes = (
             current == ""
@@ -134,8 +162,11 @@ class CompositionConstraint:
             and z == int(z)
             and (fixed_z is None or z == fixed_z)
         )
-        # a site label, when the model writes them, must be the element's next number
-        sites = "|".join(f"{el}(?:{written.get(el, 0) + 1})?" for el in room)
+        if chosen_z:
+            z_options = [chosen_z]
+        else:  # a first count may choose any Z that every element's lines so far fit into
+            z_options = [z for z in range(1, z_max + 1) if all(written[el] <= n * z for el, n in reduced.items())]
+        sites = "|".join(el + _label_pattern(el, reduced[el], written, last, counting_down, z_options) for el in room)
         atom_line = f"(?:{sites}) 1 {_TRIPLE}" if room else "(?!)"
         return self._line_mask(atom_line, _shape(current, ATOM_LITERAL_FIELDS), closes)
 

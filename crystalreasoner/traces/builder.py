@@ -23,7 +23,7 @@ from pymatgen.core import Structure
 
 from crystalreasoner.config import StageConfig
 from crystalreasoner.data import CrystalRecord, DatasetBundle
-from crystalreasoner.data.codec import CodecConfig, encode_structure
+from crystalreasoner.data.codec import CodecConfig, SiteLabels, encode_structure
 from crystalreasoner.hashing import sha256_json, structure_hash
 from crystalreasoner.tasks import Task
 from crystalreasoner.traces.analysis import (
@@ -61,7 +61,7 @@ class TraceConfig(StageConfig):
     property_decimals: int = 3
     coord_decimals: int = 8
     lattice_decimals: int = 4
-    site_labels: bool = False  # Mg1 Mg2 O1 on the atom lines (ours; see data/codec.py)
+    site_labels: SiteLabels = "none"  # Mg1 Mg2 O1 (ascending) or Mg2 Mg1 O1 (remaining); data/codec.py
     explicit_counts: float = 0.0  # probability that a prompt states the cell's element counts
     variants_per_structure: int = 1  # phrasings/augmentations of each training structure
     augment: AugmentConfig = AugmentConfig()
@@ -75,11 +75,11 @@ class TraceConfig(StageConfig):
 
 def codec_config(trace_config: dict[str, Any]) -> CodecConfig:
     """How a trace set (its config, as stored in its artifact) writes structure blocks; sets
-    built before ``site_labels`` existed wrote none."""
-    return CodecConfig(
-        trace_config["coord_decimals"], trace_config["lattice_decimals"],
-        trace_config.get("site_labels", False),
-    )
+    built before ``site_labels`` existed wrote none, and ``true`` was ``ascending``."""
+    labels = trace_config.get("site_labels", "none")
+    if isinstance(labels, bool):
+        labels = "ascending" if labels else "none"
+    return CodecConfig(trace_config["coord_decimals"], trace_config["lattice_decimals"], labels)
 
 
 @dataclass

@@ -30,17 +30,21 @@ def test_encode_writes_the_spec_format():
     assert short.splitlines()[2:5] == ["4.1 4.1 4.1", "90.0 90.0 90.0", "Na 1 0.000 0.000 0.000"]
 
 
-def test_site_labels_number_each_element_and_decode_to_the_same_structure():
+@pytest.mark.parametrize(
+    ("site_labels", "fields"),
+    [("ascending", ["Mg1", "O1", "Mg2", "O2", "O3"]), ("remaining", ["Mg2", "O3", "Mg1", "O2", "O1"])],
+)
+def test_site_labels_number_each_element_and_decode_to_the_same_structure(site_labels, fields):
     structure = Structure(
-        Lattice.cubic(4), ["Mg", "O", "Mg", "O"], [[0, 0, 0], [0.5, 0, 0], [0.5, 0.5, 0], [0, 0.5, 0]]
+        Lattice.cubic(4), ["Mg", "O", "Mg", "O", "O"], [[0, 0, 0], [0.5, 0, 0], [0.5, 0.5, 0], [0, 0.5, 0], [0, 0, 0.5]]
     )
-    block = encode_structure(structure, CodecConfig(coord_decimals=1, lattice_decimals=0, site_labels=True))
-    assert [line.split()[0] for line in block.splitlines()[4:-1]] == ["Mg1", "O1", "Mg2", "O2"]
+    block = encode_structure(structure, CodecConfig(coord_decimals=1, lattice_decimals=0, site_labels=site_labels))
+    assert [line.split()[0] for line in block.splitlines()[4:-1]] == fields
     decoded = decode_structure(block)
-    assert [site.specie.symbol for site in decoded] == ["Mg", "O", "Mg", "O"]
+    assert [site.specie.symbol for site in decoded] == ["Mg", "O", "Mg", "O", "O"]
     assert decoded.frac_coords.tolist() == structure.frac_coords.tolist()
-    with pytest.raises(ConfigError, match="site_labels"):
-        CodecConfig(site_labels="yes")
+    with pytest.raises(ConfigError, match="site_labels must be one of none, ascending, remaining, got True"):
+        CodecConfig(site_labels=True)
 
 
 def test_encode_wraps_coordinates_and_never_writes_negative_zero():

@@ -60,6 +60,19 @@ def test_site_labels_must_be_the_elements_next_number(tokenizer):
     assert decode_structure(done + "</CIF>").composition.reduced_formula == "MgIn2"
 
 
+def test_remaining_site_labels_count_down_from_the_elements_count(tokenizer):
+    constraint = CompositionConstraint(tokenizer, max_atoms=20)
+    target = constraint.target("MgIn2")  # Z free: the first label chooses it
+    assert _allowed_texts(constraint, constraint.allowed(HEADER + "In", target)) >= {"1", "2", "4", " "}
+    written = HEADER + "In4 1 0 0 0\nIn3 1 0.5 0.5 0.5\n"
+    assert "</CIF>" not in _allowed_texts(constraint, constraint.allowed(written, target))
+    assert _allowed_texts(constraint, constraint.allowed(written + "In", target)) == {"2"}  # the count holds
+    assert _allowed_texts(constraint, constraint.allowed(written + "Mg", target)) == {"1", "2", " "}  # Z = 2
+    done = written + "Mg2 1 0 0 0.5\nIn2 1 0.2 0.2 0.2\nMg1 1 0.1 0.1 0.1\nIn1 1 0.3 0.3 0.3\n"
+    assert _allowed_texts(constraint, constraint.allowed(done, target)) == {"</CIF>"}
+    assert decode_structure(done + "</CIF>").composition.reduced_formula == "MgIn2"
+
+
 def test_stated_cell_counts_force_the_traces_composition_lines(tokenizer):
     """Once a line reaches a forced line's key, a random walk through the mask writes that line."""
     constraint = CompositionConstraint(tokenizer, max_atoms=20)

@@ -89,8 +89,9 @@ def test_the_tiny_labels_preset_writes_site_labels_the_sft_stage_reads_back(smal
     block = record.completion[0]["content"].split(STRUCTURE_START)[1]
     labels = [line.split()[0] for line in block.splitlines()[4:-1]]
     assert labels and all(label[-1].isdigit() for label in labels)
-    assert codec_config(config.model_dump()).site_labels
-    assert not codec_config({"coord_decimals": 4, "lattice_decimals": 3}).site_labels  # older sets
+    assert codec_config(config.model_dump()).site_labels == "ascending"
+    assert codec_config({"coord_decimals": 4, "lattice_decimals": 3}).site_labels == "none"  # older sets
+    assert codec_config({"coord_decimals": 4, "lattice_decimals": 3, "site_labels": True}).site_labels == "ascending"
 
 
 def test_explicit_counts_follow_the_probability(small_bundle, cache):
