@@ -4,9 +4,9 @@ when the prompt states the cell counts, the trace's composition lines say exactl
 
 The constraint works on text, not on a particular tokenizer: a token is allowed when the line
 it extends can still become a line of the block's grammar (``P1``, three lengths, three angles,
-then ``<El> 1 x y z`` for an element that still has room, its site label when written being
-the element's next number: one up, or one down to 1 when the element's first label was its
-count), so every finished block parses.
+then ``<El> 1 x y z`` for an element that still has room; once the block writes site labels,
+every line has one, the element's next number: one up, or one down to 1 when the element's
+first label was its count), so every finished block parses.
 ``</CIF>`` is allowed only at a line start where the counts are ``Z`` times the reduced formula.
 A thinking block must close before the structure block opens (``</think>`` then ``<CIF>``).
 In the thinking block, a line that starts with a forced line's key (``Cell composition:``,
@@ -70,19 +70,22 @@ def _shape(line: str, literal_fields: int) -> str:
 
 
 def _label_pattern(
-    el: str, n: int, written: Counter, last: dict, counting_down: set[str], z_options: list[int]
+    el: str, n: int, written: Counter, last: dict, counting_down: set[str], z_options: list[int], labelled: bool
 ) -> str:
-    """What may follow the element symbol on its next atom line: its site label, if any.
+    """What may follow the element symbol on its next atom line: its site label.
 
-    Ascending labels (``Mg1``, ``Mg2``) go on from the element's count and are optional. Remaining
-    labels go one down from the last and must be written, so the count they started stays the
-    element's count. A first line may start at 1 or at ``n·Z`` for a ``Z`` still possible.
+    Once a block has written a label, every line carries one (a line without would shift its
+    fields). Ascending labels (``Mg1``, ``Mg2``) go on from the element's count; remaining labels
+    go one down from the last, so the count they started stays the element's count. A first line
+    may start at 1 or at ``n·Z`` for a ``Z`` still possible.
     """
     if el in counting_down:
-        return f"{last[el] - 1}"
-    if written.get(el):
-        return f"(?:{written[el] + 1})?"
-    return f"(?:{'|'.join(str(k) for k in sorted({1} | {n * z for z in z_options}))})?"
+        choices = {last[el] - 1}
+    elif written.get(el):
+        choices = {written[el] + 1}
+    else:
+        choices = {1} | {n * z for z in z_options}
+    return f"(?:{'|'.join(str(k) for k in sorted(choices))}){'' if labelled else '?'}"
 
 
 class CompositionConstraint:
@@ -166,7 +169,10 @@ class CompositionConstraint:
             z_options = [chosen_z]
         else:  # a first count may choose any Z that every element's lines so far fit into
             z_options = [z for z in range(1, z_max + 1) if all(written[el] <= n * z for el, n in reduced.items())]
-        sites = "|".join(el + _label_pattern(el, reduced[el], written, last, counting_down, z_options) for el in room)
+        labelled = any(number is not None for _, number in fields)
+        sites = "|".join(
+            el + _label_pattern(el, reduced[el], written, last, counting_down, z_options, labelled) for el in room
+        )
         atom_line = f"(?:{sites}) 1 {_TRIPLE}" if room else "(?!)"
         return self._line_mask(atom_line, _shape(current, ATOM_LITERAL_FIELDS), closes)
 
