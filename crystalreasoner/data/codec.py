@@ -21,8 +21,9 @@ number, as a CIF ``_atom_site_label``. ``ascending`` numbers the element's sites
 the 2.9M tiny-cpu model does not learn (README, "Site labels"). ``remaining`` counts down, the
 number of that element's sites still to write including this one (``Mg2``, ``Mg1``, ``O1``): the
 first label copies the stated count, each next one is one less, and after a ``1`` the element is
-done, so no decision needs a count of the model's own lines. The decoder reads every form; a
-label's number is a name, not checked.
+done, so no decision needs a count of the model's own lines (tiny-cpu-remaining: composition
+match 22.6 % unconstrained, from 2.8 %; README, "Remaining labels"). The decoder reads every
+form; a label's number is a name, not checked.
 
 ``decode_structure`` reads model output, which can be any string at all, so it raises only
 ``CodecError`` and its message names the line, the field and the bad value. It checks syntax
@@ -37,7 +38,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Literal, get_args
 
-from pymatgen.core import Element, Lattice, Structure
+from pymatgen.core import Element, Lattice, PeriodicSite, Structure
 
 from crystalreasoner.errors import CodecError, ConfigError
 
@@ -134,7 +135,7 @@ def encode_structure(structure: Structure, config: CodecConfig = CodecConfig()) 
     return "\n".join(lines)
 
 
-def _element(site, index: int) -> Element:
+def _element(site: PeriodicSite, index: int) -> Element:
     """The chemical element of an ordered site; ``CodecError`` for anything the format cannot write."""
     if not site.is_ordered:
         raise CodecError(f"cannot encode disordered site {index} ({site.species})")
