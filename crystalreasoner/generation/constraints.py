@@ -69,20 +69,25 @@ def _shape(line: str, literal_fields: int) -> str:
     return " ".join(fields[:literal_fields] + [regex.sub(r"[0-9]", "0", f) for f in fields[literal_fields:]])
 
 
-def _label_pattern(
-    el: str, n: int, written: Counter, last: dict, counting_down: set[str], z_options: list[int], labelled: bool
-) -> str:
-    """What may follow the element symbol on its next atom line: its site label.
+def _counts_down(numbers: list[int | None]) -> bool:
+    """An element written with remaining labels (``Mg2``, ``Mg1``): its first label, above 1,
+    was its count."""
+    return bool(numbers) and numbers[0] is not None and numbers[0] > 1
+
+
+def _label_pattern(n: int, numbers: list[int | None], z_options: list[int], labelled: bool) -> str:
+    """What may follow the element symbol on its next atom line (``numbers``: the labels its
+    lines so far carry): its site label.
 
     Once a block has written a label, every line carries one (a line without would shift its
     fields). Ascending labels (``Mg1``, ``Mg2``) go on from the element's count; remaining labels
     go one down from the last, so the count they started stays the element's count. A first line
     may start at 1 or at ``n·Z`` for a ``Z`` still possible.
     """
-    if el in counting_down:
-        choices = {last[el] - 1}
-    elif written.get(el):
-        choices = {written[el] + 1}
+    if _counts_down(numbers):
+        choices = {numbers[-1] - 1}
+    elif numbers:
+        choices = {len(numbers) + 1}
     else:
         choices = {1} | {n * z for z in z_options}
     return f"(?:{'|'.join(str(k) for k in sorted(choices))}){'' if labelled else '?'}"
@@ -140,23 +145,20 @@ class CompositionConstraint:
         if index < ATOM_LINES_START:
             pattern, literal_fields = HEADER_LINES[index]
             return self._line_mask(pattern, _shape(current, literal_fields), False)
-        fields = [site_field(line.split(" ", 1)[0]) for line in lines[ATOM_LINES_START:-1]]
-        written = Counter(symbol for symbol, _ in fields)
-        first: dict[str, int | None] = {}
-        last: dict[str, int | None] = {}
-        for symbol, number in fields:
-            first.setdefault(symbol, number)
-            last[symbol] = number
+        numbers: dict[str, list[int | None]] = {}  # per element, the labels of its lines
+        for line in lines[ATOM_LINES_START:-1]:
+            symbol, number = site_field(line.split(" ", 1)[0])
+            numbers.setdefault(symbol, []).append(number)
+        written = Counter({el: len(labels) for el, labels in numbers.items()})
         reduced, fixed_z = target.reduced, target.z
-        # "remaining" labels (Mg2, Mg1): an element's first label above 1 was its count, which fixes Z
-        counting_down = {el for el, number in first.items() if number and number > 1 and el in reduced}
-        chosen_z = fixed_z or next((first[el] // reduced[el] for el in counting_down), None)
+        counting_down = [el for el in reduced if _counts_down(numbers.get(el, []))]
+        chosen_z = fixed_z or next((numbers[el][0] // reduced[el] for el in counting_down), None)
         z_max = chosen_z or max(self.max_atoms // sum(reduced.values()), 1)
         room = tuple(sorted(
             el for el, n in reduced.items()
-            if written.get(el, 0) < n * z_max and not (el in counting_down and last[el] == 1)
+            if written[el] < n * z_max and not (el in counting_down and numbers[el][-1] == 1)
         ))
-        ratios = {written.get(el, 0) / n for el, n in reduced.items()}
+        ratios = {written[el] / n for el, n in reduced.items()}
         closes = (
             current == ""
             and len(ratios) == 1
@@ -169,10 +171,8 @@ class CompositionConstraint:
             z_options = [chosen_z]
         else:  # a first count may choose any Z that every element's lines so far fit into
             z_options = [z for z in range(1, z_max + 1) if all(written[el] <= n * z for el, n in reduced.items())]
-        labelled = any(number is not None for _, number in fields)
-        sites = "|".join(
-            el + _label_pattern(el, reduced[el], written, last, counting_down, z_options, labelled) for el in room
-        )
+        labelled = any(number is not None for labels in numbers.values() for number in labels)
+        sites = "|".join(el + _label_pattern(reduced[el], numbers.get(el, []), z_options, labelled) for el in room)
         atom_line = f"(?:{sites}) 1 {_TRIPLE}" if room else "(?!)"
         return self._line_mask(atom_line, _shape(current, ATOM_LITERAL_FIELDS), closes)
 

@@ -11,8 +11,8 @@ from crystalreasoner.checkpoints import shipped_checkpoint
 from crystalreasoner.data import decode_structure
 from crystalreasoner.data.codec import find_structure_block, site_field
 from crystalreasoner.generation.constraints import CompositionConstraint
-from crystalreasoner.generation.stage import GenerateConfig, GenerateStage, PromptSpec
 from crystalreasoner.generation.sampler import ContinuousBatchSampler, Request, SamplingParams
+from crystalreasoner.generation.stage import GenerateConfig, GenerateStage, PromptSpec
 
 HEADER = "<think>\nfree text\n</think>\n<CIF>\nP1\n4 4 4\n90 90 90\n"
 
