@@ -62,6 +62,7 @@ class TraceConfig(StageConfig):
     coord_decimals: int = 8
     lattice_decimals: int = 4
     site_labels: SiteLabels = "none"  # Mg1 Mg2 O1 (ascending) or Mg2 Mg1 O1 (remaining); data/codec.py
+    restate_composition: bool = False  # the trace ends on "Sites to write: Mg2 O2." (render.py)
     explicit_counts: float = 0.0  # probability that a prompt states the cell's element counts
     variants_per_structure: int = 1  # phrasings/augmentations of each training structure
     augment: AugmentConfig = AugmentConfig()
@@ -260,6 +261,7 @@ def render_record(
             describer=config.describer,
             print_wyckoff=config.print_wyckoff,
             property_decimals=config.property_decimals,
+            restate_composition=config.restate_composition,
         )
         answer = f"{thinking}\n{block}"
     return TraceRecord(

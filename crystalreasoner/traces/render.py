@@ -33,6 +33,12 @@ def composition_lines(cell_counts: dict[str, int]) -> tuple[str, str]:
     )
 
 
+def sites_to_write_line(cell_counts: dict[str, int]) -> str:
+    """The trace's last line (``TraceConfig.restate_composition``): the cell counts again, in
+    block order, next to the atom lines, so the element that comes next is a short look back."""
+    return "Sites to write: " + " ".join(f"{el}{n}" for el, n in cell_counts.items()) + "."
+
+
 def orbit_line(element: str, multiplicities: list[int], wyckoff: list[str] | None = None) -> str:
     """The trace's line for one element's symmetry orbits (optionally with Wyckoff letters)."""
     noun = "orbit, multiplicity" if len(multiplicities) == 1 else "orbits, multiplicities"
@@ -120,8 +126,10 @@ def render_thinking(
     describer: str = "crystalnn",
     print_wyckoff: bool = False,
     property_decimals: int = 3,
+    restate_composition: bool = False,
 ) -> str:
-    """The trace from abstract to concrete: symmetry, coordination, volume, properties."""
+    """The trace from abstract to concrete: symmetry, coordination, volume, properties (and,
+    with ``restate_composition``, the cell counts again as the last line)."""
     lines = ["Symmetry:"] + _symmetry_lines(analysis, print_wyckoff)
     lines += _coordination_lines(analysis, describer)
     n_atoms = sum(analysis.composition.values())
@@ -134,6 +142,8 @@ def render_thinking(
     if sections:
         lines.append("Properties:")
         lines += sections
+    if restate_composition:
+        lines.append(sites_to_write_line({el: analysis.composition[el] for el in analysis.elements}))
     return "\n".join([THINK_START, *lines, THINK_END])
 
 

@@ -81,9 +81,12 @@ def test_stated_cell_counts_force_the_traces_composition_lines(tokenizer):
     """Once a line reaches a forced line's key, a random walk through the mask writes that line."""
     constraint = CompositionConstraint(tokenizer, max_atoms=20)
     target = constraint.target("MgIn2", {"Mg": 2, "In": 4})
-    assert target.trace_lines == ("Cell composition: Mg2 In4 (6 atoms).", "Elements by electronegativity: Mg, In.")
+    assert target.trace_lines == (
+        "Cell composition: Mg2 In4 (6 atoms).", "Elements by electronegativity: Mg, In.", "Sites to write: Mg2 In4."
+    )
     rng = random.Random(0)
-    for start in ("<think>\nCell composition:", "<think>\nSymmetry:\nElements by electronegativity:"):
+    starts = ("<think>\nCell composition:", "<think>\nSymmetry:\nElements by electronegativity:", "<think>\nSites to write:")
+    for start in starts:
         for _ in range(5):
             text = start
             while "\n" not in text[len(start):]:

@@ -5,12 +5,15 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import asdict
+from itertools import groupby
+from operator import itemgetter
 
 import pytest
 from pymatgen.core import Lattice, Structure
 
 from crystalreasoner.config import list_presets, load_config
 from crystalreasoner.data import STRUCTURE_START, CrystalRecord, DatasetBundle, decode_structure
+from crystalreasoner.data.codec import site_field
 from crystalreasoner.errors import ConfigError
 from crystalreasoner.tasks import BULK_MODULUS, THERMAL_EXPANSION, Task
 from crystalreasoner.traces.analysis import analyze_structure
@@ -92,6 +95,21 @@ def test_the_tiny_labels_preset_writes_site_labels_the_sft_stage_reads_back(smal
     assert codec_config(config.model_dump()).site_labels == "ascending"
     assert codec_config({"coord_decimals": 4, "lattice_decimals": 3}).site_labels == "none"  # older sets
     assert codec_config({"coord_decimals": 4, "lattice_decimals": 3, "site_labels": True}).site_labels == "ascending"
+
+
+def test_the_tiny_restated_preset_ends_the_trace_on_the_blocks_element_counts(small_bundle, cache):
+    """The last trace line names the block's elements in block order with their site counts."""
+    config = load_config(TraceConfig, "tiny-restated")
+    records = build_trace_set(small_bundle, config, cache).splits["train"]
+    plain = build_trace_set(small_bundle, config.model_copy(update={"restate_composition": False}), cache)
+    for record, without in zip(records, plain.splits["train"], strict=True):
+        thinking, block = record.completion[0]["content"].split(STRUCTURE_START)
+        last = thinking.strip().splitlines()[-2]  # the line before </think>
+        assert last.startswith("Sites to write: ") and last.endswith(".")
+        sites = [site_field(line.split()[0]) for line in block.splitlines()[4:-1]]
+        counts = [f"{symbol}{next(run)[1]}" for symbol, run in groupby(sites, key=itemgetter(0))]
+        assert last.removeprefix("Sites to write: ").removesuffix(".").split() == counts
+        assert record.completion[0]["content"].replace(last + "\n", "") == without.completion[0]["content"]
 
 
 def test_explicit_counts_follow_the_probability(small_bundle, cache):
