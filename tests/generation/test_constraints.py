@@ -2,6 +2,7 @@
 lines the codec reads."""
 
 import random
+import re
 
 import pytest
 import torch
@@ -167,10 +168,10 @@ def test_constrained_sampling_from_a_model_respects_the_block(tokenizer, tiny_mo
                 assert line.split(" ")[0] in {"Mg", "In"} or line.startswith(("Mg", "In"))
 
 
-def _sites_to_write(text: str) -> str:
-    """The cell counts a trace ends on ("Sites to write: Gd3 Mg3 Pd3." -> "Gd3 Mg3 Pd3"), or ""."""
-    line = next((line for line in text.splitlines() if line.startswith("Sites to write: ")), "")
-    return line.removeprefix("Sites to write: ").removesuffix(".")
+def _sites_to_write(text: str) -> Composition | None:
+    """The cell counts a trace ends on ("Sites to write: Gd3 Mg3 Pd3."), None without that line."""
+    match = re.search(r"^Sites to write: ((?:[A-Z][a-z]?\d+ ?)+)\.$", text, re.MULTILINE)
+    return Composition(match.group(1)) if match else None
 
 
 def _counts_down(labels: list[tuple[str, int | None]]) -> bool:
@@ -181,9 +182,10 @@ def _counts_down(labels: list[tuple[str, int | None]]) -> bool:
 
 
 def test_the_shipped_restated_model_counts_down_and_the_constraint_keeps_its_labels():
-    """The shipped tiny-cpu-restated model writes count-downs (most blocks: it still slips) of
-    the counts its trace ends on ("Sites to write: …", most blocks); constrained, every block has the requested composition and each element's labels run down
-    to 1 or up from 1 (a first ``1`` reads as either)."""
+    """The shipped tiny-cpu-restated model writes count-downs (most blocks: it still slips), of
+    the counts its trace ends on ("Sites to write: …"; in most blocks); constrained, every block
+    has the requested composition and each element's labels run down to 1 or up from 1 (a first
+    ``1`` reads as either)."""
     checkpoint = shipped_checkpoint("tiny-cpu-restated")
     prompt = PromptSpec(
         "I am looking for a material with composition Gd3Mg3Pd3 with a band gap of about 0.00 eV "
@@ -197,8 +199,8 @@ def test_the_shipped_restated_model_counts_down_and_the_constraint_keeps_its_lab
         if not constrained:
             assert sum(map(_counts_down, labels)) >= 0.75 * len(blocks)
             restated = [_sites_to_write(s.text) for s in samples if s.structure is not None]
-            matches = [Composition(counts) == decode_structure(block).composition for counts, block in zip(restated, blocks)]
-            assert sum(matches) >= 0.5 * len(blocks)
+            follows = [counts == decode_structure(b).composition for counts, b in zip(restated, blocks)]
+            assert sum(follows) >= 0.5 * len(blocks)
             continue
         for block, lines in zip(blocks, labels, strict=True):
             assert decode_structure(block).composition.reduced_formula == "GdMgPd"
