@@ -35,7 +35,8 @@ def composition_lines(cell_counts: dict[str, int]) -> tuple[str, str]:
 
 def sites_to_write_line(cell_counts: dict[str, int]) -> str:
     """The trace's last line (``TraceConfig.restate_composition``): the cell counts again, in
-    block order, next to the atom lines, so the element that comes next is a short look back."""
+    block order, next to the atom lines, so the element that comes next is a short look back
+    (tiny-cpu-restated: composition match 41.1 %, from 22.6 %; README, "Restated composition")."""
     return "Sites to write: " + " ".join(f"{el}{n}" for el, n in cell_counts.items()) + "."
 
 
