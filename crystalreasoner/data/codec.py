@@ -188,12 +188,9 @@ def _numbers(line_no: int, line: str, field: str, names: tuple[str, ...]) -> lis
     return values
 
 
-def _lattice(lengths_line: str, angles_line: str) -> Lattice:
-    """Lines 2 and 3 -> a lattice, checking that the cell has a finite, positive volume."""
-    lengths = _numbers(2, lengths_line, "lattice lengths", ("a", "b", "c"))
-    for name, value in zip("abc", lengths):
-        if value <= 0:
-            raise CodecError(f"line 2 (lattice lengths): {name} must be > 0 Å, got {value:g}")
+def read_angles(angles_line: str) -> tuple[list[float], float]:
+    """Line 3 -> (alpha, beta, gamma, volume / abc), checking that the angles make a cell; the
+    constrained sampler also calls it to draw again an angle line that makes none."""
     angles = _numbers(3, angles_line, "lattice angles", ("alpha", "beta", "gamma"))
     for name, value in zip(("alpha", "beta", "gamma"), angles):
         if not 0 < value < 180:
@@ -207,7 +204,17 @@ def _lattice(lengths_line: str, angles_line: str) -> Lattice:
             f"line 3 (lattice angles): angles {_quote(angles_line.strip())} make no valid cell "
             "(volume <= 0)"
         )
-    volume = math.prod(lengths) * math.sqrt(factor_sq)
+    return angles, math.sqrt(factor_sq)
+
+
+def _lattice(lengths_line: str, angles_line: str) -> Lattice:
+    """Lines 2 and 3 -> a lattice, checking that the cell has a finite, positive volume."""
+    lengths = _numbers(2, lengths_line, "lattice lengths", ("a", "b", "c"))
+    for name, value in zip("abc", lengths):
+        if value <= 0:
+            raise CodecError(f"line 2 (lattice lengths): {name} must be > 0 Å, got {value:g}")
+    angles, volume_factor = read_angles(angles_line)
+    volume = math.prod(lengths) * volume_factor
     if not (math.isfinite(volume) and volume > 0):
         raise CodecError(
             f"line 2 (lattice lengths): lengths {_quote(lengths_line.strip())} give a cell volume "

@@ -51,7 +51,8 @@ class GenerateConfig(StageConfig):
     constrained: bool = False  # composition-constrained decoding (structure block; trace composition lines)
     max_atoms: int = 20
     #: constrained decoding redraws an atom line that puts an atom closer than this (Å) to an
-    #: earlier one, at most ``max_redraws`` times per sample; None: no redraws
+    #: earlier one, and an angle line that makes no cell, at most ``max_redraws`` times per
+    #: sample; None: no redraws
     min_distance: float | None = 0.5
     max_redraws: int = 16
     #: the same redraws without the composition constraint. Off for the paper's metrics; on, a
@@ -93,7 +94,7 @@ class GeneratedSample:
     n_tokens: int
     structure: dict | None = None  # pymatgen Structure.as_dict()
     parse_error: str | None = None
-    redraws: int = 0  # atom lines drawn again (too close to another atom)
+    redraws: int = 0  # lines drawn again (an atom too close to another, angles that make no cell)
 
 
 def parse_sample(sample: GeneratedSample) -> GeneratedSample:

@@ -3,6 +3,7 @@ lines the codec reads."""
 
 import random
 import re
+from contextlib import nullcontext
 
 import pytest
 import torch
@@ -11,6 +12,7 @@ from pymatgen.core import Composition
 from crystalreasoner.checkpoints import shipped_checkpoint
 from crystalreasoner.data import decode_structure
 from crystalreasoner.data.codec import find_structure_block, site_field
+from crystalreasoner.errors import CodecError
 from crystalreasoner.generation.constraints import CompositionConstraint
 from crystalreasoner.generation.sampler import ContinuousBatchSampler, Request, SamplingParams
 from crystalreasoner.generation.stage import GenerateConfig, GenerateStage, PromptSpec
@@ -118,6 +120,19 @@ def test_an_atom_line_too_close_to_an_earlier_atom_is_drawn_again(tokenizer):
     for attempt in range(constraint.max_redraws + 1):
         result = mask([Request("0", [])], [ids])
         assert (0 in result.rewind) == (attempt < constraint.max_redraws)  # then it is kept
+
+
+def test_an_angle_line_that_makes_no_cell_is_drawn_again(tokenizer):
+    """120, 60, 60 degrees (a sampled line the codec rejects: volume 0) is taken back whole;
+    angles that make a cell stand."""
+    constraint = CompositionConstraint(tokenizer, max_atoms=12, min_distance=0.5)
+    before = "<CIF>\nP1\n4 4 4\n"
+    for line, redrawn in (("120.000 60.000 60.000\n", True), ("90 90 120\n", False)):
+        ids = tokenizer(before + line, add_special_tokens=False)["input_ids"]
+        keep = constraint.redraw_point(before + line, ids)
+        with pytest.raises(CodecError) if redrawn else nullcontext():
+            decode_structure(before + line + "Mg 1 0 0 0\n</CIF>")
+        assert (tokenizer.decode(ids[:keep]) == before) if redrawn else keep is None
 
 
 def test_without_targets_the_mask_only_redraws_close_atoms(tokenizer):
