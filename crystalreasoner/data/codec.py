@@ -189,7 +189,7 @@ def _numbers(line_no: int, line: str, field: str, names: tuple[str, ...]) -> lis
 
 
 def read_angles(angles_line: str) -> tuple[list[float], float]:
-    """Line 3 -> (alpha, beta, gamma, volume / abc), checking that the angles make a cell; the
+    """Line 3 -> ([alpha, beta, gamma], volume / abc), checking that the angles make a cell; the
     constrained sampler also calls it to draw again an angle line that makes none."""
     angles = _numbers(3, angles_line, "lattice angles", ("alpha", "beta", "gamma"))
     for name, value in zip(("alpha", "beta", "gamma"), angles):

@@ -10,12 +10,12 @@ first label was its count), so every finished block parses.
 ``</CIF>`` is allowed only at a line start where the counts are ``Z`` times the reduced formula.
 A thinking block must close before the structure block opens (``</think>`` then ``<CIF>``).
 In the thinking block, a line that starts with a forced line's key (``Cell composition:``,
-``Elements by electronegativity:``, ``Sites to write:``) must go on as that line: the rest of the trace (orbits,
-volume) is then reasoned about the requested cell, not about one the model made up and that
-the structure block would contradict. With ``min_distance``, an atom line that puts its atom
-closer than that to an earlier atom of the block, or an angle line that makes no cell, is taken
-back and drawn again (at most ``max_redraws`` times per sample), so composition forced onto a
-cell does not pile atoms up and the block's cell exists.
+``Elements by electronegativity:``, ``Sites to write:``) must go on as that line: the rest of
+the trace (orbits, volume) is then reasoned about the requested cell, not about one the model
+made up and that the structure block would contradict. With ``min_distance``, an atom line
+that puts its atom closer than that to an earlier atom of the block, or an angle line that
+makes no cell, is taken back and drawn again (at most ``max_redraws`` times per sample), so
+composition forced onto a cell does not pile atoms up and the block's cell exists.
 Off by default: the paper's metrics are unconstrained.
 """
 
@@ -36,7 +36,9 @@ from crystalreasoner.data.codec import (
 )
 from crystalreasoner.errors import CodecError
 from crystalreasoner.generation.sampler import MaskResult
-from crystalreasoner.traces.render import THINK_END, THINK_START, composition_lines, sites_to_write_line
+from crystalreasoner.traces.render import (
+    THINK_END, THINK_START, composition_lines, sites_to_write_line,
+)
 
 _NUMBER = r"-?[0-9]{1,4}(?:\.[0-9]{1,8})?"
 _TRIPLE = f"{_NUMBER} {_NUMBER} {_NUMBER}"
@@ -135,7 +137,8 @@ class CompositionConstraint:
         if not cell_counts:
             return CompositionTarget(reduced)
         z = next(iter(cell_counts.values())) // reduced[next(iter(cell_counts))]
-        return CompositionTarget(reduced, z, (*composition_lines(cell_counts), sites_to_write_line(cell_counts)))
+        lines = (*composition_lines(cell_counts), sites_to_write_line(cell_counts))
+        return CompositionTarget(reduced, z, lines)
 
     def allowed(self, text: str, target: CompositionTarget) -> torch.Tensor:
         """Mask over the vocabulary given everything generated so far (``text``)."""

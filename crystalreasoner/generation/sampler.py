@@ -26,7 +26,7 @@ class SamplingParams:
     temperature: float = 1.0
     top_k: int = 50
     top_p: float = 0.7
-    max_new_tokens: int = 1600  # the longest tiny-trace answer is 1,592 tokens (1,536 cut 80 of them)
+    max_new_tokens: int = 1600  # the longest tiny-trace answer: 1,592 tokens (1,536 cut 80)
     seed: int = 0
 
 

@@ -42,7 +42,7 @@ class GenerateConfig(StageConfig):
     temperature: float = 1.0
     top_k: int = 50
     top_p: float = 0.7
-    max_new_tokens: int = 1600  # the longest tiny-trace answer is 1,592 tokens (1,536 cut 80 of them)
+    max_new_tokens: int = SamplingParams.max_new_tokens
     seed: int = 0
     backend: Literal["continuous", "hf", "vllm"] = "continuous"
     slots: int = 128  # sequences decoding together (continuous backend)
