@@ -23,12 +23,21 @@ def _signed(value: int) -> str:
     return f"+{value}" if value > 0 else str(value)
 
 
+def _counts_text(cell_counts: dict[str, int]) -> str:
+    """``Ca2 V1 W1 O6``: the counts as the composition lines write them."""
+    return " ".join(f"{el}{n}" for el, n in cell_counts.items())
+
+
+def _cell_counts(analysis: StructureAnalysis) -> dict[str, int]:
+    """The cell's element counts in electronegativity order (the block's order)."""
+    return {el: analysis.composition[el] for el in analysis.elements}
+
+
 def composition_lines(cell_counts: dict[str, int]) -> tuple[str, str]:
     """The trace's ``Cell composition:`` and ``Elements by electronegativity:`` lines for cell
     counts given in electronegativity order (constrained decoding forces these same lines)."""
-    counts = " ".join(f"{el}{n}" for el, n in cell_counts.items())
     return (
-        f"Cell composition: {counts} ({sum(cell_counts.values())} atoms).",
+        f"Cell composition: {_counts_text(cell_counts)} ({sum(cell_counts.values())} atoms).",
         f"Elements by electronegativity: {', '.join(cell_counts)}.",
     )
 
@@ -37,7 +46,7 @@ def sites_to_write_line(cell_counts: dict[str, int]) -> str:
     """The trace's last line (``TraceConfig.restate_composition``): the cell counts again, in
     block order, next to the atom lines, so the element that comes next is a short look back
     (tiny-cpu-restated: composition match 41.1 %, from 22.6 %; README, "Restated composition")."""
-    return "Sites to write: " + " ".join(f"{el}{n}" for el, n in cell_counts.items()) + "."
+    return f"Sites to write: {_counts_text(cell_counts)}."
 
 
 def orbit_line(element: str, multiplicities: list[int], wyckoff: list[str] | None = None) -> str:
@@ -60,7 +69,7 @@ def _symmetry_lines(analysis: StructureAnalysis, print_wyckoff: bool) -> list[st
             f"Conventional cell: a={a:.3f} b={b:.3f} c={c:.3f} Å, "
             f"alpha={alpha:.2f} beta={beta:.2f} gamma={gamma:.2f} degrees."
         )
-    lines.extend(composition_lines({el: analysis.composition[el] for el in analysis.elements}))
+    lines.extend(composition_lines(_cell_counts(analysis)))
     for el in analysis.elements:
         lines.append(orbit_line(el, analysis.orbits[el], analysis.wyckoff[el] if print_wyckoff else None))
     if analysis.oxidation_states:
@@ -144,7 +153,7 @@ def render_thinking(
         lines.append("Properties:")
         lines += sections
     if restate_composition:
-        lines.append(sites_to_write_line({el: analysis.composition[el] for el in analysis.elements}))
+        lines.append(sites_to_write_line(_cell_counts(analysis)))
     return "\n".join([THINK_START, *lines, THINK_END])
 
 
