@@ -284,7 +284,7 @@ def generate(
     max_prompts: Annotated[int | None, typer.Option(help="Use only the first N prompts of --split.")] = None,
     traces_id: Annotated[str | None, typer.Option("--traces", help="--split prompts from this trace set (default: the checkpoint's).")] = None,
     constrained: Annotated[bool, typer.Option(help="Composition-constrained decoding.")] = False,
-    redraw_close_atoms: Annotated[bool, typer.Option(help="Draw again an atom line closer than 0.5 Å to an earlier atom (also unconstrained).")] = False,
+    redraw_close_atoms: Annotated[bool, typer.Option(help="Draw again an atom line closer than 0.5 Å to an earlier atom or one that cannot be read, and an angle line that makes no cell (composition unconstrained).")] = False,
     backend: Annotated[str, typer.Option(help="continuous (default), hf, or vllm (GPU).")] = "continuous",
     device: Annotated[str, typer.Option(help="cpu, or cuda for a GPU (continuous and hf back ends).")] = "cpu",
     dtype: Annotated[str, typer.Option(help="float32, bfloat16 or float16 weights and KV cache.")] = "float32",

@@ -233,8 +233,9 @@ def site_field(field: str) -> tuple[str, int | None]:
     return match.group(1), int(match.group(2)) if match.group(2) else None
 
 
-def _site(line_no: int, line: str) -> tuple[str, list[float]]:
-    """An atom line -> (element symbol, wrapped fractional coordinates)."""
+def read_site(line_no: int, line: str) -> tuple[str, list[float]]:
+    """An atom line -> (element symbol, wrapped fractional coordinates); the sampler's redraws
+    also call it to draw again an atom line that cannot be read."""
     tokens = line.split()
     if len(tokens) != 5:
         raise CodecError(
@@ -270,7 +271,7 @@ def decode_structure(text: str) -> Structure:
     lattice = _lattice(lines[1], lines[2])
     if len(lines) == 3:
         raise CodecError('line 4 (atom): the block has no atoms, expected "El 1 x y z" lines')
-    sites = [_site(line_no, line) for line_no, line in enumerate(lines[3:], start=4)]
+    sites = [read_site(line_no, line) for line_no, line in enumerate(lines[3:], start=4)]
     symbols = [symbol for symbol, _ in sites]
     coords = [xyz for _, xyz in sites]
     try:

@@ -25,6 +25,7 @@ from crystalreasoner.evaluation.metrics import aggregate, cheap_metrics
 from crystalreasoner.evaluation.mlip import MLIPConfig, RelaxResult, relax_many
 from crystalreasoner.evaluation.novelty import StructureIndex, novelty, uniqueness
 from crystalreasoner.generation.stage import GeneratedSample, load_samples
+from crystalreasoner.hashing import sha256_json
 from crystalreasoner.stores import ArtifactDoc, ArtifactKind, ArtifactRegistry
 
 #: SPEC §6: a structure is stable when E_hull < 0.1 eV/atom
@@ -195,10 +196,13 @@ def write_evaluation(
 
     generation = registry.get(generation_id)
     table = summarize(rows)
-    out = Path(generation.location) / "evaluation"
-    out.mkdir(exist_ok=True)
+    per_sample = "".join(json.dumps(r.to_dict()) + "\n" for r in rows)
+    # one folder per config and result: evaluating again (another preset, new code) keeps the first
+    key = sha256_json({"config": config.model_dump(mode="json"), "rows": sha256_json(per_sample)})[:16]
+    out = Path(generation.location) / "evaluation" / key
+    out.mkdir(parents=True, exist_ok=True)
     (out / "metrics.json").write_text(json.dumps(table, indent=1))
-    (out / "per_sample.jsonl").write_text("".join(json.dumps(r.to_dict()) + "\n" for r in rows))
+    (out / "per_sample.jsonl").write_text(per_sample)
     files = [out / "metrics.json", out / "per_sample.jsonl", *write_report(rows, samples, table, out)]
     return registry.register(
         ArtifactKind.EVALUATION,

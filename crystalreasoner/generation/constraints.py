@@ -13,8 +13,8 @@ In the thinking block, a line that starts with a forced line's key (``Cell compo
 ``Elements by electronegativity:``, ``Sites to write:``) must go on as that line: the rest of
 the trace (orbits, volume) is then reasoned about the requested cell, not about one the model
 made up and that the structure block would contradict. With ``min_distance``, an atom line
-that puts its atom closer than that to an earlier atom of the block, or an angle line that
-makes no cell, is taken back and drawn again (at most ``max_redraws`` times per sample), so
+that puts its atom closer than that to an earlier atom of the block, an atom line the codec
+cannot read, or an angle line that makes no cell, is taken back and drawn again (at most ``max_redraws`` times per sample), so
 composition forced onto a cell does not pile atoms up and the block's cell exists.
 Off by default: the paper's metrics are unconstrained.
 """
@@ -32,7 +32,7 @@ from pymatgen.core import Composition
 from transformers import PreTrainedTokenizerBase
 
 from crystalreasoner.data.codec import (
-    SPACE_GROUP, STRUCTURE_END, STRUCTURE_START, decode_structure, read_angles, site_field,
+    SPACE_GROUP, STRUCTURE_END, STRUCTURE_START, decode_structure, read_angles, read_site, site_field,
 )
 from crystalreasoner.errors import CodecError
 from crystalreasoner.generation.sampler import MaskResult
@@ -106,8 +106,8 @@ class CompositionConstraint:
     max_atoms:
         Largest cell allowed, which bounds the number of formula units ``Z``.
     min_distance:
-        Redraw an atom line whose atom is closer than this (Å) to an earlier one, and an angle
-        line that makes no cell; None: never.
+        Redraw an atom line whose atom is closer than this (Å) to an earlier one, an atom line
+        the codec cannot read, and an angle line that makes no cell; None: never.
     max_redraws:
         Redraws allowed per sample, after which lines are kept as written.
     """
@@ -251,8 +251,9 @@ class CompositionConstraint:
 
     def redraw_point(self, text: str, ids: list[int]) -> int | None:
         """How many of ``ids`` (which spell ``text``) to keep so that the line just finished is
-        drawn again: None unless it is an angle line that makes no cell, or an atom line whose
-        atom is closer than ``min_distance`` to an earlier atom."""
+        drawn again: None unless it is an angle line that makes no cell, an atom line the codec
+        cannot read (a field missing or extra, a stray word), or an atom line whose atom is
+        closer than ``min_distance`` to an earlier atom."""
         start = text.rfind(STRUCTURE_START)
         if self.min_distance is None or start < 0 or not text.endswith("\n"):
             return None
@@ -263,6 +264,12 @@ class CompositionConstraint:
             except CodecError:
                 return self._line_start(lines[-1], ids)
             return None
+        if len(lines) <= ATOM_LINES_START:
+            return None
+        try:
+            read_site(len(lines) - 1, lines[-1])
+        except CodecError:
+            return self._line_start(lines[-1], ids)
         if len(lines) < ATOM_LINES_START + 2:
             return None
         try:  # the block so far, read by the codec as if it ended here
@@ -286,7 +293,7 @@ class CompositionConstraint:
     def token_mask(self, targets: dict[str, CompositionTarget] | None):
         """A sampler ``token_mask`` for requests whose ids map to their ``CompositionTarget``;
         it also rewinds a sample to redraw an atom line that came too close (``min_distance``) or
-        an angle line that makes no cell. With ``targets`` None it only redraws: every token is
+        cannot be read, or an angle line that makes no cell. With ``targets`` None it only redraws: every token is
         allowed."""
         texts: dict[str, tuple[int, str]] = {}
 

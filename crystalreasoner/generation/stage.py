@@ -51,8 +51,8 @@ class GenerateConfig(StageConfig):
     constrained: bool = False  # composition-constrained decoding (structure block; trace composition lines)
     max_atoms: int = 20
     #: constrained decoding redraws an atom line that puts an atom closer than this (Å) to an
-    #: earlier one, and an angle line that makes no cell, at most ``max_redraws`` times per
-    #: sample; None: no redraws
+    #: earlier one, an atom line the codec cannot read and an angle line that makes no cell, at
+    #: most ``max_redraws`` times per sample; None: no redraws
     min_distance: float | None = 0.5
     max_redraws: int = 16
     #: the same redraws without the composition constraint. Off for the paper's metrics; on, a
@@ -225,11 +225,14 @@ class GenerateStage:
         samples = self.sample(checkpoint.location, prompts)
         seconds = time.monotonic() - started
         config = {**self.config.model_dump(mode="json"), "prompts": sha256_json([asdict(p) for p in prompts])}
-        key = sha256_json({"config": config, "checkpoint": checkpoint_id})[:16]
+        text = "".join(json.dumps(asdict(s)) + "\n" for s in samples)
+        # the samples are in the key: a rerun that samples differently (new code, other weights
+        # behind the same id) gets its own folder instead of overwriting an earlier artifact's
+        key = sha256_json({"config": config, "checkpoint": checkpoint_id, "samples": sha256_json(text)})[:16]
         out = registry.spec.files_root / "generations" / key
         out.mkdir(parents=True, exist_ok=True)
         path = out / "samples.jsonl"
-        path.write_text("".join(json.dumps(asdict(s)) + "\n" for s in samples))
+        path.write_text(text)
         parsed = sum(s.structure is not None for s in samples)
         tokens = sum(s.n_tokens for s in samples)
         return registry.register(

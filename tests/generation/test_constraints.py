@@ -135,6 +135,22 @@ def test_an_angle_line_that_makes_no_cell_is_drawn_again(tokenizer):
         assert (tokenizer.decode(ids[:keep]) == before) if redrawn else keep is None
 
 
+def test_an_atom_line_the_codec_cannot_read_is_drawn_again(tokenizer):
+    """A line with a field too many or a stray word (what unconstrained samples get wrong) is
+    taken back whole, first atom line or later; a readable line stands."""
+    constraint = CompositionConstraint(tokenizer, min_distance=0.5)
+    for before in (HEADER, HEADER + "Mg 1 0.1 0.2 0.3\n"):
+        for line, redrawn in (
+            ("O 1 0.6 0.7 0.8 0.9\n", True), ("O 1 0.6 0.7\n", True), ("O 1 0.6 0.7 and\n", True),
+            ("O 1 0.6 0.7 0.8\n", False),
+        ):
+            ids = tokenizer(before + line, add_special_tokens=False)["input_ids"]
+            keep = constraint.redraw_point(before + line, ids)
+            with pytest.raises(CodecError) if redrawn else nullcontext():
+                decode_structure(before + line + "</CIF>")
+            assert (tokenizer.decode(ids[:keep]) == before) if redrawn else keep is None
+
+
 def test_without_targets_the_mask_only_redraws_close_atoms(tokenizer):
     """Unconstrained decoding with redraws: a site written twice is drawn again, nothing is masked."""
     constraint = CompositionConstraint(tokenizer, min_distance=0.5)

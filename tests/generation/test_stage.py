@@ -5,8 +5,9 @@ from pathlib import Path
 import pytest
 
 from crystalreasoner.errors import ConfigError
-from crystalreasoner.evaluation.stage import evaluate_generation
+from crystalreasoner.evaluation.stage import EvaluateConfig, evaluate_generation
 from crystalreasoner.generation.stage import GenerateConfig, GenerateStage, PromptSpec, load_samples
+from crystalreasoner.hashing import file_sha256
 from crystalreasoner.stores import ArtifactRegistry, load_store_spec
 
 
@@ -41,3 +42,30 @@ def test_constrained_decoding_needs_a_formula(checkpoint_dir):
     stage = GenerateStage(GenerateConfig(n_samples=1, max_new_tokens=4, constrained=True))
     with pytest.raises(ConfigError, match="needs a formula"):
         stage.sample(checkpoint_dir, [PromptSpec("Make something nice.")])
+
+
+def _files_intact(doc) -> bool:
+    return all(file_sha256(Path(doc.location) / f.name) == f.sha256 for f in doc.files)
+
+
+def test_a_rerun_never_overwrites_an_earlier_artifacts_files(checkpoint_dir, tiny_model, tokenizer, crysreas_home):
+    """Same generation config over other weights behind the same checkpoint id, and a second
+    evaluation of one batch: every registered artifact keeps the files it was registered with."""
+    config = GenerateConfig(n_samples=2, max_new_tokens=8)
+    with ArtifactRegistry(load_store_spec("memory")) as registry:
+        checkpoint_id = registry.register(
+            "checkpoint", name="tiny", config={}, files=sorted(checkpoint_dir.iterdir()), location=checkpoint_dir
+        ).artifact_id
+        first = GenerateStage(config).run(registry, checkpoint_id, [PromptSpec("Generate NaCl.")])
+        for parameter in tiny_model.parameters():
+            parameter.data.normal_()  # the folder is overwritten in place, as by a retrained run
+        tiny_model.save_pretrained(checkpoint_dir)
+        second = GenerateStage(config).run(registry, checkpoint_id, [PromptSpec("Generate NaCl.")])
+        evaluations = [
+            evaluate_generation(registry, first.artifact_id, EvaluateConfig(novelty_dataset=novelty))
+            for novelty in (None, "mp20-mini")
+        ]
+        docs = [registry.get(d.artifact_id) for d in (first, second, *evaluations)]
+    assert first.artifact_id != second.artifact_id and first.location != second.location
+    assert evaluations[0].location != evaluations[1].location
+    assert all(_files_intact(doc) for doc in docs)
