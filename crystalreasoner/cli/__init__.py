@@ -199,6 +199,30 @@ def rl(
 
 
 @app.command()
+def distil(
+    generation_id: Annotated[str, typer.Argument(help="A generation of the training prompts (generate --split train --redraw-close-atoms).")],
+    originals: Annotated[int, typer.Option(help="Original training records kept beside the passing samples.")] = 1000,
+    seed: Annotated[int, typer.Option(help="Which originals are drawn.")] = 0,
+    store: StoreOption = None,
+) -> None:
+    """A trace set of the generation's samples that pass the checks (parsed, structurally valid,
+    SMACT, composition), for a short SFT from the checkpoint that wrote them."""
+    from rich.console import Console
+
+    from crystalreasoner.errors import CrystalReasonerError
+    from crystalreasoner.training.distill import distil as distil_set
+
+    console = Console()
+    try:
+        with _registry(store) as registry:
+            doc = distil_set(registry, generation_id, originals=originals, seed=seed)
+    except CrystalReasonerError as exc:
+        raise _fail(exc) from exc
+    console.print(f"[green]traces[/] {doc.artifact_id} -> {doc.location}")
+    console.print(doc.summary)
+
+
+@app.command()
 def compare(
     checkpoints: Annotated[list[str], typer.Argument(help="Checkpoint ids or folders; the first is the baseline.")],
     preset: Annotated[str, typer.Option(help="RL preset whose reward and task to use.")] = "tiny-cpu",

@@ -15,6 +15,7 @@ from transformers import (
     Qwen2Config,
 )
 
+from crystalreasoner.checkpoints import shipped_checkpoint
 from crystalreasoner.config import StageConfig
 from crystalreasoner.training.tokenizer import extend_pretrained_tokenizer, train_bpe_tokenizer
 
@@ -34,7 +35,7 @@ class ModelConfig(StageConfig):
     intermediate_size: int = 512
     max_position_embeddings: int = 2048
     vocab_size: int = 1000  # BPE vocabulary trained on the traces
-    pretrained: str | None = None  # a Hugging Face causal LM directory (no hub downloads)
+    pretrained: str | None = None  # a Hugging Face causal LM directory (no hub downloads), or a shipped checkpoint's name
     lora: dict[str, Any] | None = None
 
 
@@ -58,11 +59,18 @@ def cpu_has_native_bf16() -> bool:
     return any(getattr(torch.cpu, probe, lambda: False)() for probe in probes)
 
 
+def pretrained_folder(pretrained: str) -> Path:
+    """A model folder on disk, or else the shipped checkpoint of that name (``tiny-cpu-restated``),
+    so that a preset can start from a shipped model wherever the package is installed."""
+    folder = Path(pretrained)
+    return folder if folder.is_dir() else shipped_checkpoint(pretrained)
+
+
 def build_tokenizer(config: ModelConfig, texts: list[str]) -> PreTrainedTokenizerBase:
     """Our BPE trained on ``texts``, or the pretrained model's tokenizer plus our tags."""
     if config.pretrained is None:
         return train_bpe_tokenizer(texts, config.vocab_size)
-    tokenizer = AutoTokenizer.from_pretrained(config.pretrained)
+    tokenizer = AutoTokenizer.from_pretrained(pretrained_folder(config.pretrained))
     extend_pretrained_tokenizer(tokenizer)
     return tokenizer
 
@@ -86,7 +94,7 @@ def build_model(config: ModelConfig, tokenizer: PreTrainedTokenizerBase) -> PreT
         )
         model = AutoModelForCausalLM.from_config(model_config)
     else:
-        model = AutoModelForCausalLM.from_pretrained(config.pretrained, dtype=torch.float32)
+        model = AutoModelForCausalLM.from_pretrained(pretrained_folder(config.pretrained), dtype=torch.float32)
         if model.get_input_embeddings().num_embeddings < len(tokenizer):
             model.resize_token_embeddings(len(tokenizer))
         model.config.pad_token_id = tokenizer.pad_token_id
