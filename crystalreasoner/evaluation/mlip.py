@@ -47,6 +47,14 @@ class MLIPConfig(StageConfig):
     max_energy_per_atom: float = 50.0  # |E|/atom beyond this (eV) is an explosion
     max_volume_change: float = 4.0  # cell volume growing or shrinking more than this factor
     batch_size: int = 64  # structures per model call (CHGNet relaxes a batch in lockstep)
+    #: atoms within 3 Å of any one atom beyond this are refused (recorded): a valid but absurdly
+    #: dense cell makes CHGNet's bond graph grow with the square of it (one such GRPO batch
+    #: took 24 GB and was killed); real crystals have well under 20
+    max_neighbors: int = 40
+
+
+#: the radius of the crowding check (CHGNet's bond-graph cutoff)
+DENSE_RADIUS = 3.0
 
 
 class MLIPError(RuntimeError):
@@ -189,6 +197,13 @@ def _start(structure: Structure | None, config: MLIPConfig) -> _Run:
             raise MLIPError("degenerate cell (non-finite lattice or zero volume)")
         if not np.isfinite(structure.frac_coords).all():
             raise MLIPError("non-finite atomic coordinates")
+        centers = structure.get_neighbor_list(DENSE_RADIUS)[0]
+        crowded = int(np.bincount(centers).max()) if len(centers) else 0
+        if crowded > config.max_neighbors:
+            raise MLIPError(
+                f"too dense to relax: {crowded} atoms within {DENSE_RADIUS:g} Å of one atom "
+                f"(max_neighbors={config.max_neighbors})"
+            )
         run.atoms = AseAtomsAdaptor.get_atoms(structure)
         run.initial_volume = run.atoms.get_volume()
     except Exception as exc:

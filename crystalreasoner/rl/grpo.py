@@ -21,6 +21,7 @@ from transformers import TrainerCallback
 from crystalreasoner.config import StageConfig
 from crystalreasoner.data.property_tables import load_property_table
 from crystalreasoner.errors import ArtifactNotFoundError, ConfigError
+from crystalreasoner.generation.constraints import CompositionConstraint
 from crystalreasoner.generation.sampler import ContinuousBatchSampler, Request, SamplingParams
 from crystalreasoner.generation.stage import (
     GeneratedSample,
@@ -67,6 +68,10 @@ class RLConfig(StageConfig):
     reward: RewardConfig = RewardConfig()
     max_minutes: float | None = None
     seed: int = 0
+    #: sample the groups as ``generate --redraw-close-atoms`` does: an atom line that lands on an
+    #: earlier atom (or cannot be read) is drawn again, so the validity terms do not favour cells
+    #: with fewer atoms, where the tiny models collide less
+    redraw_close_atoms: bool = False
     trl_args: dict[str, Any] = {}
 
     def run_key(self, checkpoint_id: str) -> str:
@@ -104,6 +109,7 @@ def _grpo_trainer_class():
 
     class FastGRPOTrainer(trl.GRPOTrainer):
         timer: StepTimer | None = None
+        redraw_close_atoms: bool = False
 
         def _generate_single_turn(self, prompt_ids, images, multimodal_fields, num_generations, has_tool_images=False):
             started = time.perf_counter()
@@ -113,10 +119,13 @@ def _grpo_trainer_class():
                 temperature=self.args.temperature, top_k=self.args.top_k or 0, top_p=self.args.top_p,
                 max_new_tokens=self.args.max_completion_length, seed=self.args.seed + self.state.global_step,
             )
+            mask = None
+            if self.redraw_close_atoms:
+                mask = CompositionConstraint(self.processing_class, min_distance=0.5).token_mask(None)
             with torch.no_grad():
                 sampler = ContinuousBatchSampler(model, stop_ids=set(self.eos_token_ids))
                 requests = [Request(str(i), list(ids)) for i, ids in enumerate(prompt_ids)]
-                done = {int(c.request_id): c.token_ids for c in sampler.generate(requests, params)}
+                done = {int(c.request_id): c.token_ids for c in sampler.generate(requests, params, mask)}
             model.train(was_training)
             if self.timer:
                 self.timer.current["generation"] += time.perf_counter() - started
@@ -245,6 +254,7 @@ class RLStage:
             callbacks=[TimeBudget(cfg.max_minutes), timer],
         )
         trainer.timer = timer
+        trainer.redraw_close_atoms = cfg.redraw_close_atoms
         last = last_complete_checkpoint(args.output_dir) if resume else None
         started = time.monotonic()
         result = trainer.train(resume_from_checkpoint=last)

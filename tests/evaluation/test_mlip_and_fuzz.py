@@ -93,10 +93,13 @@ def test_broken_structures_are_recorded_not_raised():
     nan_coords = Structure(Lattice.cubic(4), ["Na", "Cl"], [[0, 0, 0], [np.nan, 0.5, 0.5]])
     flat = Structure(Lattice([[3, 0, 0], [6, 0, 0], [0, 0, 3]]), ["Na"], [[0, 0, 0]])
     huge = NACL * (5, 5, 10)  # 500 atoms
-    results = relax_many([None, nan_coords, flat, huge, NACL], load_config(MLIPConfig, "reward"))
-    assert [r.ok for r in results] == [False, False, False, False, True]
+    # structurally valid (atoms 0.6 Å apart) but 64 atoms within 3 Å of each: refused, not relaxed
+    dense = Structure(Lattice.cubic(2.4), ["H"] * 64, [[i / 4, j / 4, k / 4] for i in range(4) for j in range(4) for k in range(4)])
+    results = relax_many([None, nan_coords, flat, huge, dense, NACL], load_config(MLIPConfig, "reward"))
+    assert [r.ok for r in results] == [False, False, False, False, False, True]
     assert "no structure" in results[0].error and "500 atoms" in results[3].error
-    assert all(r.error for r in results[:4])
+    assert "too dense to relax" in results[4].error
+    assert all(r.error for r in results[:5])
 
 
 def _sample(index: int, text: str) -> GeneratedSample:

@@ -19,7 +19,8 @@ def test_grpo_from_sft_logs_reward_terms_and_resumes(registry, traces_id, tmp_pa
     sft = SFTStage(SFTConfig(model=TINY_MODEL, max_length=512, eval_samples=2,
                              trl_args={"max_steps": 2, "per_device_train_batch_size": 4, "eval_steps": 1000}))
     sft_id = sft.run(registry, traces_id).artifact_id
-    config = RLConfig(split="train", reward={"mlip": None}, trl_args=RL_FAST)
+    # the groups are sampled through the validity redraws (the path of redraw_close_atoms)
+    config = RLConfig(split="train", reward={"mlip": None}, redraw_close_atoms=True, trl_args=RL_FAST)
     run_dir = tmp_path / "rl"
     doc = RLStage(config).run(registry, sft_id, run_dir=run_dir)
     assert [d.artifact_id for d in registry.lineage(doc.artifact_id)][0] == sft_id
