@@ -14,8 +14,9 @@ In the thinking block, a line that starts with a forced line's key (``Cell compo
 the trace (orbits, volume) is then reasoned about the requested cell, not about one the model
 made up and that the structure block would contradict. With ``min_distance``, an atom line
 that puts its atom closer than that to an earlier atom of the block, an atom line the codec
-cannot read, or an angle line that makes no cell, is taken back and drawn again (at most ``max_redraws`` times per sample), so
-composition forced onto a cell does not pile atoms up and the block's cell exists.
+cannot read, or an angle line that makes no cell, is taken back and drawn again (at most
+``max_redraws`` times per sample), so composition forced onto a cell does not pile atoms up and
+the block's cell exists.
 Off by default: the paper's metrics are unconstrained.
 """
 
@@ -293,8 +294,8 @@ class CompositionConstraint:
     def token_mask(self, targets: dict[str, CompositionTarget] | None):
         """A sampler ``token_mask`` for requests whose ids map to their ``CompositionTarget``;
         it also rewinds a sample to redraw an atom line that came too close (``min_distance``) or
-        cannot be read, or an angle line that makes no cell. With ``targets`` None it only redraws: every token is
-        allowed."""
+        cannot be read, or an angle line that makes no cell. With ``targets`` None it only
+        redraws: every token is allowed."""
         texts: dict[str, tuple[int, str]] = {}
 
         def mask(requests, generated) -> MaskResult:

@@ -24,6 +24,7 @@ from crystalreasoner.errors import ArtifactNotFoundError, ConfigError
 from crystalreasoner.generation.constraints import CompositionConstraint
 from crystalreasoner.generation.sampler import ContinuousBatchSampler, Request, SamplingParams
 from crystalreasoner.generation.stage import (
+    GenerateConfig,
     GeneratedSample,
     PromptSpec,
     parse_sample,
@@ -121,7 +122,10 @@ def _grpo_trainer_class():
             )
             mask = None
             if self.redraw_close_atoms:
-                mask = CompositionConstraint(self.processing_class, min_distance=0.5).token_mask(None)
+                defaults = GenerateConfig()  # the same redraws as generate's
+                mask = CompositionConstraint(
+                    self.processing_class, min_distance=defaults.min_distance, max_redraws=defaults.max_redraws
+                ).token_mask(None)
             with torch.no_grad():
                 sampler = ContinuousBatchSampler(model, stop_ids=set(self.eos_token_ids))
                 requests = [Request(str(i), list(ids)) for i, ids in enumerate(prompt_ids)]
