@@ -49,7 +49,7 @@ class MLIPConfig(StageConfig):
     batch_size: int = 64  # structures per model call (CHGNet relaxes a batch in lockstep)
     #: atoms within 3 Å of any one atom beyond this are refused (recorded): a valid but absurdly
     #: dense cell makes CHGNet's bond graph grow with the square of it (one such GRPO batch
-    #: took 24 GB and was killed); real crystals have well under 20
+    #: took 24 GB and was killed); the mp20-mini training crystals have at most 18
     max_neighbors: int = 40
 
 

@@ -259,16 +259,13 @@ class CompositionConstraint:
         if self.min_distance is None or start < 0 or not text.endswith("\n"):
             return None
         lines = text[start + len(STRUCTURE_START) :].split("\n")[:-1]
-        if len(lines) == ATOM_LINES_START:  # the angle line, the last before the atoms
-            try:
+        if len(lines) < ATOM_LINES_START:
+            return None
+        try:  # the angle line (the last before the atoms), or an atom line, read alone
+            if len(lines) == ATOM_LINES_START:
                 read_angles(lines[-1])
-            except CodecError:
-                return self._line_start(lines[-1], ids)
-            return None
-        if len(lines) <= ATOM_LINES_START:
-            return None
-        try:
-            read_site(len(lines) - 1, lines[-1])
+            else:
+                read_site(len(lines) - 1, lines[-1])
         except CodecError:
             return self._line_start(lines[-1], ids)
         if len(lines) < ATOM_LINES_START + 2:

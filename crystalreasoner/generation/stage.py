@@ -94,7 +94,8 @@ class GeneratedSample:
     n_tokens: int
     structure: dict | None = None  # pymatgen Structure.as_dict()
     parse_error: str | None = None
-    redraws: int = 0  # lines drawn again (an atom too close to another, angles that make no cell)
+    redraws: int = 0  # lines drawn again (an atom too close to another, an unreadable atom line,
+    # angles that make no cell)
 
 
 def parse_sample(sample: GeneratedSample) -> GeneratedSample:

@@ -137,6 +137,15 @@ class TraceSet:
         path.write_text("".join(json.dumps(f) + "\n" for f in self.failures))
         return [*paths, path]
 
+    @classmethod
+    def read_jsonl(cls, folder: str | Path, config: TraceConfig) -> TraceSet:
+        """The splits that ``write_jsonl`` wrote to ``folder`` (the failures are not read back)."""
+        splits = {
+            path.stem: [TraceRecord(**json.loads(line)) for line in path.read_text().splitlines()]
+            for path in sorted(Path(folder).glob("*.jsonl")) if path.stem != "failures"
+        }
+        return cls(config, splits, failures=[])
+
     def to_hf(self):
         """A ``datasets.DatasetDict`` with one split per trace split."""
         from datasets import Dataset, DatasetDict

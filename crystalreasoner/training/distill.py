@@ -15,9 +15,7 @@ README, "Where the structural failures come from").
 
 from __future__ import annotations
 
-import json
 import random
-from pathlib import Path
 
 from datasets import disable_progress_bars
 from pymatgen.core import Structure
@@ -58,16 +56,6 @@ def sample_record(sample: GeneratedSample) -> TraceRecord:
     )
 
 
-def load_trace_set(doc: ArtifactDoc) -> TraceSet:
-    """A registered trace set read back from its ``<split>.jsonl`` files."""
-    folder = Path(doc.location)
-    splits = {
-        path.stem: [TraceRecord(**json.loads(line)) for line in path.read_text().splitlines()]
-        for path in sorted(folder.glob("*.jsonl")) if path.stem != "failures"
-    }
-    return TraceSet(TraceConfig.model_validate(doc.config), splits, failures=[])
-
-
 def distilled_trace_set(
     base: TraceSet, passing: list[GeneratedSample], originals: int, seed: int = 0
 ) -> TraceSet:
@@ -93,7 +81,8 @@ def distil(
         raise ArtifactNotFoundError(f"generation {generation_id} has no trace set in its lineage")
     samples = generation_samples(registry, generation_id)
     passing = passing_samples(samples)
-    trace_set = distilled_trace_set(load_trace_set(base_doc), passing, originals, seed)
+    base = TraceSet.read_jsonl(base_doc.location, TraceConfig.model_validate(base_doc.config))
+    trace_set = distilled_trace_set(base, passing, originals, seed)
     fingerprint = trace_set.fingerprint()
     out = registry.spec.files_root / "traces" / fingerprint[:16]
     files = trace_set.write_jsonl(out)

@@ -122,17 +122,22 @@ def test_an_atom_line_too_close_to_an_earlier_atom_is_drawn_again(tokenizer):
         assert (0 in result.rewind) == (attempt < constraint.max_redraws)  # then it is kept
 
 
+def _assert_redraw(constraint, tokenizer, before: str, line: str, redrawn: bool, rest: str) -> None:
+    """``line`` after ``before`` is taken back whole exactly when the codec rejects the block
+    ``before + line + rest``; otherwise it stands."""
+    ids = tokenizer(before + line, add_special_tokens=False)["input_ids"]
+    keep = constraint.redraw_point(before + line, ids)
+    with pytest.raises(CodecError) if redrawn else nullcontext():
+        decode_structure(before + line + rest)
+    assert (tokenizer.decode(ids[:keep]) == before) if redrawn else keep is None
+
+
 def test_an_angle_line_that_makes_no_cell_is_drawn_again(tokenizer):
     """120, 60, 60 degrees (a sampled line the codec rejects: volume 0) is taken back whole;
     angles that make a cell stand."""
     constraint = CompositionConstraint(tokenizer, max_atoms=12, min_distance=0.5)
-    before = "<CIF>\nP1\n4 4 4\n"
     for line, redrawn in (("120.000 60.000 60.000\n", True), ("90 90 120\n", False)):
-        ids = tokenizer(before + line, add_special_tokens=False)["input_ids"]
-        keep = constraint.redraw_point(before + line, ids)
-        with pytest.raises(CodecError) if redrawn else nullcontext():
-            decode_structure(before + line + "Mg 1 0 0 0\n</CIF>")
-        assert (tokenizer.decode(ids[:keep]) == before) if redrawn else keep is None
+        _assert_redraw(constraint, tokenizer, "<CIF>\nP1\n4 4 4\n", line, redrawn, "Mg 1 0 0 0\n</CIF>")
 
 
 def test_an_atom_line_the_codec_cannot_read_is_drawn_again(tokenizer):
@@ -144,11 +149,7 @@ def test_an_atom_line_the_codec_cannot_read_is_drawn_again(tokenizer):
             ("O 1 0.6 0.7 0.8 0.9\n", True), ("O 1 0.6 0.7\n", True), ("O 1 0.6 0.7 and\n", True),
             ("O 1 0.6 0.7 0.8\n", False),
         ):
-            ids = tokenizer(before + line, add_special_tokens=False)["input_ids"]
-            keep = constraint.redraw_point(before + line, ids)
-            with pytest.raises(CodecError) if redrawn else nullcontext():
-                decode_structure(before + line + "</CIF>")
-            assert (tokenizer.decode(ids[:keep]) == before) if redrawn else keep is None
+            _assert_redraw(constraint, tokenizer, before, line, redrawn, "</CIF>")
 
 
 def test_without_targets_the_mask_only_redraws_close_atoms(tokenizer):
