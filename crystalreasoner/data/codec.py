@@ -105,10 +105,15 @@ def _fmt(x: float, decimals: int) -> str:
     return text[1:] if text.startswith("-") and float(text) == 0 else text
 
 
-def _fmt_coord(x: float, decimals: int) -> str:
-    """Wrap into [0, 1) after rounding, so 0.999999999 is written as 0, not 1.00000000."""
+def written_coord(x: float, decimals: int) -> float:
+    """The fractional coordinate as a block writes it: rounded, then wrapped into [0, 1), so
+    0.999999999 is written as 0, not 1.00000000."""
     rounded = round(_wrap(x), decimals)
-    return _fmt(0.0 if rounded >= 1.0 else rounded, decimals)
+    return 0.0 if rounded >= 1.0 else rounded
+
+
+def _fmt_coord(x: float, decimals: int) -> str:
+    return _fmt(written_coord(x, decimals), decimals)
 
 
 def encode_structure(structure: Structure, config: CodecConfig = CodecConfig()) -> str:

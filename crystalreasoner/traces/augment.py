@@ -7,11 +7,13 @@ small model see several spellings of one answer.
 from __future__ import annotations
 
 import random
+from typing import Literal
 
 import numpy as np
 from pymatgen.core import Structure
 
 from crystalreasoner.config import StageConfig
+from crystalreasoner.data.codec import written_coord
 
 #: right-handed relabellings of the cell axes (cyclic permutations, and swaps with one sign flip)
 _AXIS_RELABELLINGS = (
@@ -24,17 +26,27 @@ _AXIS_RELABELLINGS = (
 )
 
 
+#: the order of the atom lines: ``element`` groups them by element in electronegativity order,
+#: as the trace lists them (within an element, as given); ``coordinates`` sorts all lines by
+#: their written (x, y, z), so each line is greater than the one before and no two can be the
+#: same site (README, "Atom lines in coordinate order"); ``shuffled`` draws a random order
+AtomOrder = Literal["element", "coordinates", "shuffled"]
+
+
 class AugmentConfig(StageConfig):
     """Which rewritings to apply to the structure block (all off: the cell as given)."""
 
     cell: str = "as_given"  # "as_given" or "niggli"
-    shuffle_atoms: bool = False
+    atom_order: AtomOrder = "element"
     shift_origin: bool = False
     relabel_axes: bool = False
 
 
-def augment_structure(structure: Structure, config: AugmentConfig, rng: random.Random) -> Structure:
-    """Return a rewritten copy of ``structure``; the input is not modified."""
+def augment_structure(
+    structure: Structure, config: AugmentConfig, rng: random.Random, coord_decimals: int = 4
+) -> Structure:
+    """Return a rewritten copy of ``structure``; the input is not modified. ``coord_decimals`` is
+    the block's, so that the ``coordinates`` order is the order of the written numbers."""
     out = structure.copy()
     if config.cell == "niggli":
         out = out.get_reduced_structure("niggli")
@@ -43,10 +55,11 @@ def augment_structure(structure: Structure, config: AugmentConfig, rng: random.R
     if config.shift_origin:
         shift = np.array([rng.random() for _ in range(3)])
         out = Structure(out.lattice, out.species, (out.frac_coords + shift) % 1.0)
-    if config.shuffle_atoms:
-        order = list(range(len(out)))
+    if config.atom_order == "element":
+        return out.get_sorted_structure(key=lambda site: site.specie.X)
+    order = list(range(len(out)))
+    if config.atom_order == "shuffled":
         rng.shuffle(order)
-        out = Structure(out.lattice, [out.species[i] for i in order], out.frac_coords[order])
-    else:  # group atoms by element in electronegativity order, as the trace lists them
-        out = out.get_sorted_structure(key=lambda site: site.specie.X)
-    return out
+    else:
+        order.sort(key=lambda i: tuple(written_coord(x, coord_decimals) for x in out[i].frac_coords))
+    return Structure(out.lattice, [out.species[i] for i in order], out.frac_coords[order])

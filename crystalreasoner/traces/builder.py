@@ -253,13 +253,14 @@ def render_record(
     prompt = render_prompt(
         task, formula, record.properties, rng, counts=counts
     )
+    as_given = AugmentConfig(atom_order=config.augment.atom_order)  # the order is the format's
     structure = augment_structure(
-        record.structure, config.augment if augment else AugmentConfig(), rng
+        record.structure, config.augment if augment else as_given, rng, config.coord_decimals
     )
     if augment and symmetry_signature(structure, analysis.symprec) != analysis.signature():
         # a cell rewriting can tip a borderline symmetry over the tolerance; the block must
         # show what the trace states, so keep the analysed cell instead
-        structure = augment_structure(record.structure, AugmentConfig(), rng)
+        structure = augment_structure(record.structure, as_given, rng, config.coord_decimals)
     block = encode_structure(structure, codec_config(config.model_dump()))
     answer = block
     if config.thinking:

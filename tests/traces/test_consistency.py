@@ -23,7 +23,7 @@ from crystalreasoner.traces.render import parse_trace_claims
 
 CONFIG = TraceConfig(
     describer="none",
-    augment=AugmentConfig(cell="niggli", shift_origin=True, relabel_axes=True, shuffle_atoms=True),
+    augment=AugmentConfig(cell="niggli", shift_origin=True, relabel_axes=True, atom_order="shuffled"),
 )
 
 

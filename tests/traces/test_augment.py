@@ -1,0 +1,52 @@
+"""The atom-line orders of the structure block: same crystal, other text."""
+
+import random
+import warnings
+
+import pytest
+
+from crystalreasoner.config import load_config
+from crystalreasoner.data import decode_structure
+from crystalreasoner.tasks import Task
+from crystalreasoner.traces.analysis import analyze_structure
+from crystalreasoner.traces.augment import AugmentConfig, augment_structure
+from crystalreasoner.traces.builder import TraceConfig, render_record
+
+
+def _atom_lines(text: str) -> list[tuple[str, tuple[str, ...]]]:
+    """(label, written coordinates) of each atom line of the block in ``text``."""
+    block = text.split("<CIF>")[1].split("</CIF>")[0].strip().splitlines()[3:]
+    return [(line.split()[0], tuple(line.split()[-3:])) for line in block]
+
+
+@pytest.mark.parametrize("augment", [True, False])
+def test_coordinate_order_writes_each_line_greater_than_the_last(mp20, augment):
+    config = load_config(TraceConfig, "tiny-sorted", {"describer": "none"})
+    records = mp20.splits["train"][:12]
+    interleaved = 0
+    for record in records:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            analysis = analyze_structure(record.structure, "none")
+        text = render_record(record, analysis, Task.CONDITIONAL, 0, config, augment=augment)
+        text = text.completion[0]["content"]
+        lines = _atom_lines(text)
+        coords = [tuple(float(x) for x in c) for _, c in lines]
+        assert all(a < b for a, b in zip(coords, coords[1:])), f"{record.material_id}: {lines}"
+        elements = [label.rstrip("0123456789") for label, _ in lines]
+        interleaved += elements != sorted(elements, key=elements.index)
+        decoded = decode_structure(text)
+        assert decoded.composition.reduced_formula == record.structure.composition.reduced_formula
+    assert interleaved > 0  # the order is the coordinates', not the elements'
+
+
+def test_element_order_groups_lines_and_keeps_the_crystal(mp20):
+    structure = mp20.splits["train"][5].structure
+    for order in ("element", "coordinates", "shuffled"):
+        config = AugmentConfig(cell="niggli", shift_origin=True, atom_order=order)
+        out = augment_structure(structure, config, random.Random(1))
+        assert out.composition == structure.composition
+        assert out.volume == pytest.approx(structure.volume)
+        if order == "element":
+            symbols = [site.specie.symbol for site in out]
+            assert symbols == sorted(symbols, key=symbols.index)
