@@ -23,13 +23,14 @@ def _atom_lines(text: str) -> list[tuple[str, tuple[str, ...]]]:
 def test_coordinate_order_writes_each_line_greater_than_the_last(mp20, augment):
     config = load_config(TraceConfig, "tiny-sorted", {"describer": "none"})
     records = mp20.splits["train"][:12]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pymatgen's oxidation-state guesses
+        rendered = [
+            render_record(r, analyze_structure(r.structure, "none"), Task.CONDITIONAL, 0, config, augment=augment)
+            for r in records
+        ]
     interleaved = 0
-    for record in records:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            analysis = analyze_structure(record.structure, "none")
-        text = render_record(record, analysis, Task.CONDITIONAL, 0, config, augment=augment)
-        text = text.completion[0]["content"]
+    for record, text in zip(records, (r.completion[0]["content"] for r in rendered)):
         lines = _atom_lines(text)
         coords = [tuple(float(x) for x in c) for _, c in lines]
         assert all(a < b for a, b in zip(coords, coords[1:])), f"{record.material_id}: {lines}"
