@@ -27,10 +27,11 @@ _AXIS_RELABELLINGS = (
 
 
 #: the order of the atom lines: ``element`` groups them by element in electronegativity order,
-#: as the trace lists them (within an element, as given); ``coordinates`` sorts all lines by
-#: their written (x, y, z), so each line is greater than the one before and no two can be the
-#: same site (README, "Atom lines in coordinate order"); ``shuffled`` draws a random order
-AtomOrder = Literal["element", "coordinates", "shuffled"]
+#: as the trace lists them (within an element, as given); ``element_then_coordinates`` sorts
+#: each element's lines by their written (x, y, z); ``coordinates`` sorts all lines by it, each
+#: line greater than the one before, and the elements interleave (README, "Atom lines in
+#: coordinate order"); ``shuffled`` draws a random order
+AtomOrder = Literal["element", "element_then_coordinates", "coordinates", "shuffled"]
 
 
 class AugmentConfig(StageConfig):
@@ -61,5 +62,9 @@ def augment_structure(
     if config.atom_order == "shuffled":
         rng.shuffle(order)
     else:
-        order.sort(key=lambda i: tuple(written_coord(x, coord_decimals) for x in out[i].frac_coords))
+        def written(i: int) -> tuple[float, ...]:
+            return tuple(written_coord(x, coord_decimals) for x in out[i].frac_coords)
+
+        grouped = config.atom_order == "element_then_coordinates"
+        order.sort(key=lambda i: (out[i].specie.X, out[i].specie.Z, written(i)) if grouped else written(i))
     return Structure(out.lattice, [out.species[i] for i in order], out.frac_coords[order])

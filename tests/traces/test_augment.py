@@ -20,8 +20,11 @@ def _atom_lines(text: str) -> list[tuple[str, tuple[str, ...]]]:
 
 
 @pytest.mark.parametrize("augment", [True, False])
-def test_coordinate_order_writes_each_line_greater_than_the_last(mp20, augment):
-    config = load_config(TraceConfig, "tiny-sorted", {"describer": "none"})
+@pytest.mark.parametrize("order", ["coordinates", "element_then_coordinates"])
+def test_sorted_orders_write_each_line_greater_than_the_last(mp20, order, augment):
+    """``coordinates``: every line greater than the one before, elements interleaved;
+    ``element_then_coordinates``: grouped by element, each element's lines increasing."""
+    config = load_config(TraceConfig, "tiny-sorted", {"describer": "none", "augment.atom_order": order})
     records = mp20.splits["train"][:12]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # pymatgen's oxidation-state guesses
@@ -32,22 +35,26 @@ def test_coordinate_order_writes_each_line_greater_than_the_last(mp20, augment):
     interleaved = 0
     for record, text in zip(records, (r.completion[0]["content"] for r in rendered)):
         lines = _atom_lines(text)
-        coords = [tuple(float(x) for x in c) for _, c in lines]
-        assert all(a < b for a, b in zip(coords, coords[1:])), f"{record.material_id}: {lines}"
         elements = [label.rstrip("0123456789") for label, _ in lines]
         interleaved += elements != sorted(elements, key=elements.index)
+        runs = [lines] if order == "coordinates" else [
+            [line for line, el in zip(lines, elements) if el == element] for element in dict.fromkeys(elements)
+        ]
+        for run in runs:
+            coords = [tuple(float(x) for x in c) for _, c in run]
+            assert all(a < b for a, b in zip(coords, coords[1:])), f"{record.material_id}: {lines}"
         decoded = decode_structure(text)
         assert decoded.composition.reduced_formula == record.structure.composition.reduced_formula
-    assert interleaved > 0  # the order is the coordinates', not the elements'
+    assert (interleaved > 0) == (order == "coordinates")
 
 
 def test_element_order_groups_lines_and_keeps_the_crystal(mp20):
     structure = mp20.splits["train"][5].structure
-    for order in ("element", "coordinates", "shuffled"):
+    for order in ("element", "element_then_coordinates", "coordinates", "shuffled"):
         config = AugmentConfig(cell="niggli", shift_origin=True, atom_order=order)
         out = augment_structure(structure, config, random.Random(1))
         assert out.composition == structure.composition
         assert out.volume == pytest.approx(structure.volume)
-        if order == "element":
+        if order.startswith("element"):
             symbols = [site.specie.symbol for site in out]
             assert symbols == sorted(symbols, key=symbols.index)
