@@ -67,7 +67,7 @@ def load_config(
     values: dict[str, Any] = {}
     if preset_or_path is not None:
         path = Path(preset_or_path)
-        if not path.suffix:
+        if path.suffix not in (".yaml", ".yml"):  # a name, dots allowed (qwen2.5-3b-paper)
             path = preset_dir(folder) / f"{preset_or_path}.yaml"
             if not path.is_file():
                 raise ConfigError(
