@@ -253,14 +253,16 @@ def render_record(
     prompt = render_prompt(
         task, formula, record.properties, rng, counts=counts
     )
-    as_given = AugmentConfig(atom_order=config.augment.atom_order)  # the order is the format's
-    structure = augment_structure(
-        record.structure, config.augment if augment else as_given, rng, config.coord_decimals
-    )
-    if augment and symmetry_signature(structure, analysis.symprec) != analysis.signature():
-        # a cell rewriting can tip a borderline symmetry over the tolerance; the block must
-        # show what the trace states, so keep the analysed cell instead
-        structure = augment_structure(record.structure, as_given, rng, config.coord_decimals)
+    order = config.augment.atom_order  # a sorted order is the format's; a shuffle augments
+    as_given = AugmentConfig(atom_order="element" if order == "shuffled" else order)
+    for rewriting in [config.augment, as_given] if augment else [as_given]:
+        structure = augment_structure(record.structure, rewriting, rng, config.coord_decimals)
+        if symmetry_signature(structure, analysis.symprec) == analysis.signature():
+            break
+    else:
+        # a rewriting (even of the line order) can tip a borderline symmetry over the
+        # tolerance; the block must show what the trace states, so keep the analysed cell
+        structure = augment_structure(record.structure, AugmentConfig(), rng)
     block = encode_structure(structure, codec_config(config.model_dump()))
     answer = block
     if config.thinking:
