@@ -110,7 +110,8 @@ def _grpo_trainer_class():
 
     class FastGRPOTrainer(trl.GRPOTrainer):
         timer: StepTimer | None = None
-        redraw_close_atoms: bool = False
+        #: the validity redraws of ``RLConfig.redraw_close_atoms`` (built once: it decodes the vocabulary)
+        redraw_constraint: CompositionConstraint | None = None
 
         def _generate_single_turn(self, prompt_ids, images, multimodal_fields, num_generations, has_tool_images=False):
             started = time.perf_counter()
@@ -121,11 +122,9 @@ def _grpo_trainer_class():
                 max_new_tokens=self.args.max_completion_length, seed=self.args.seed + self.state.global_step,
             )
             mask = None
-            if self.redraw_close_atoms:
-                defaults = GenerateConfig()  # the same redraws as generate's
-                mask = CompositionConstraint(
-                    self.processing_class, min_distance=defaults.min_distance, max_redraws=defaults.max_redraws
-                ).token_mask(None)
+            if self.redraw_constraint is not None:
+                self.redraw_constraint.redraws.clear()  # a fresh budget: request ids restart each step
+                mask = self.redraw_constraint.token_mask(None)
             with torch.no_grad():
                 sampler = ContinuousBatchSampler(model, stop_ids=set(self.eos_token_ids))
                 requests = [Request(str(i), list(ids)) for i, ids in enumerate(prompt_ids)]
@@ -258,7 +257,11 @@ class RLStage:
             callbacks=[TimeBudget(cfg.max_minutes), timer],
         )
         trainer.timer = timer
-        trainer.redraw_close_atoms = cfg.redraw_close_atoms
+        if cfg.redraw_close_atoms:
+            defaults = GenerateConfig()  # the same redraws as generate's
+            trainer.redraw_constraint = CompositionConstraint(
+                tokenizer, min_distance=defaults.min_distance, max_redraws=defaults.max_redraws
+            )
         last = last_complete_checkpoint(args.output_dir) if resume else None
         started = time.monotonic()
         result = trainer.train(resume_from_checkpoint=last)

@@ -59,12 +59,14 @@ def augment_structure(
     if config.atom_order == "element":
         return out.get_sorted_structure(key=lambda site: site.specie.X)
     order = list(range(len(out)))
+
+    def written(i: int) -> tuple[float, ...]:
+        return tuple(written_coord(x, coord_decimals) for x in out[i].frac_coords)
+
     if config.atom_order == "shuffled":
         rng.shuffle(order)
-    else:
-        def written(i: int) -> tuple[float, ...]:
-            return tuple(written_coord(x, coord_decimals) for x in out[i].frac_coords)
-
-        grouped = config.atom_order == "element_then_coordinates"
-        order.sort(key=lambda i: (out[i].specie.X, out[i].specie.Z, written(i)) if grouped else written(i))
+    elif config.atom_order == "coordinates":
+        order.sort(key=written)
+    else:  # element_then_coordinates
+        order.sort(key=lambda i: (out[i].specie.X, out[i].specie.Z, written(i)))
     return Structure(out.lattice, [out.species[i] for i in order], out.frac_coords[order])
