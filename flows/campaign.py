@@ -17,6 +17,7 @@ from crystalreasoner.hashing import sha256_json
 from crystalreasoner.stores import ArtifactKind, open_registry
 from crystalreasoner.stores.registry import register_checkpoint_folder
 from crystalreasoner.traces.builder import TraceConfig
+from crystalreasoner.training.models import check_model_source
 from crystalreasoner.training.sft import SFTConfig
 from flows import STAGE_CACHE
 from flows.evaluate import evaluate_flow
@@ -86,6 +87,8 @@ def campaign_flow(preset: str = "quick", overrides: dict | None = None) -> dict:
         return ids[name]
 
     sft = load_config(SFTConfig, config.sft_preset, config.sft_overrides)
+    if config.retrain:
+        check_model_source(sft.model)
     trace_config = load_config(TraceConfig, sft.traces_preset, config.traces_overrides).model_dump(mode="json")
     traces_id = stage("traces", lambda: traces_flow(config.dataset, trace_config, config.max_atoms, store))
     if config.retrain:

@@ -154,11 +154,13 @@ def sft(
     from crystalreasoner.config import load_config
     from crystalreasoner.errors import CrystalReasonerError
     from crystalreasoner.traces.builder import TraceConfig
+    from crystalreasoner.training.models import check_model_source
     from crystalreasoner.training.sft import SFTConfig, SFTStage
 
     console = Console()
     try:
         config = load_config(SFTConfig, preset, _parse_overrides(set_))
+        check_model_source(config.model)
         if traces_id is None:
             trace_config = load_config(TraceConfig, config.traces_preset)
             traces_id = _run_traces(trace_config, config.dataset, 20, store).artifact_id

@@ -17,6 +17,7 @@ from transformers import (
 
 from crystalreasoner.checkpoints import shipped_checkpoint
 from crystalreasoner.config import StageConfig
+from crystalreasoner.errors import ArtifactNotFoundError
 from crystalreasoner.training.tokenizer import extend_pretrained_tokenizer, train_bpe_tokenizer
 
 
@@ -63,7 +64,23 @@ def pretrained_folder(pretrained: str) -> Path:
     """A model folder on disk, or else the shipped checkpoint of that name (``tiny-cpu-restated``),
     so that a preset can start from a shipped model wherever the package is installed."""
     folder = Path(pretrained)
-    return folder if folder.is_dir() else shipped_checkpoint(pretrained)
+    if folder.is_dir():
+        return folder
+    try:
+        return shipped_checkpoint(pretrained)
+    except ArtifactNotFoundError as exc:
+        raise ArtifactNotFoundError(
+            f"model.pretrained {pretrained!r} is neither a model folder on disk nor a shipped checkpoint "
+            f"({exc}); nothing is downloaded at run time: put the model on disk (e.g. `huggingface-cli "
+            f"download Qwen/Qwen2.5-3B --local-dir /models/Qwen2.5-3B`) and pass "
+            f"--set model.pretrained=<that folder>"
+        ) from exc
+
+
+def check_model_source(config: ModelConfig) -> None:
+    """Fail before the slow stages (trace building takes minutes) when the model to start from is missing."""
+    if config.pretrained is not None:
+        pretrained_folder(config.pretrained)
 
 
 def build_tokenizer(config: ModelConfig, texts: list[str]) -> PreTrainedTokenizerBase:

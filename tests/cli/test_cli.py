@@ -3,6 +3,7 @@
 from typer.testing import CliRunner
 
 from crystalreasoner.cli import app
+from crystalreasoner.stores import open_registry
 
 runner = CliRunner()
 
@@ -38,3 +39,12 @@ def test_bad_input_gives_a_clear_error(crysreas_home):
     assert unknown.exit_code == 2 and "mp20-mini" in unknown.output
     bad_key = runner.invoke(app, ["traces", "--set", "describr=none"])
     assert bad_key.exit_code == 2 and "describr" in bad_key.output
+
+
+def test_sft_from_a_missing_model_folder_stops_before_building_traces(crysreas_home):
+    result = runner.invoke(app, ["sft", "--preset", "qwen2.5-3b-paper"])
+    message = " ".join(result.output.split())  # the console wraps long lines
+    assert result.exit_code == 2
+    assert "'Qwen2.5-3B' is neither a model folder" in message and "--set model.pretrained=" in message
+    with open_registry() as registry:
+        assert registry.find() == []
