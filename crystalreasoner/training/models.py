@@ -70,15 +70,15 @@ def pretrained_folder(pretrained: str) -> Path:
         return shipped_checkpoint(pretrained)
     except ArtifactNotFoundError as exc:
         raise ArtifactNotFoundError(
-            f"model.pretrained {pretrained!r} is neither a model folder on disk nor a shipped checkpoint "
-            f"({exc}); nothing is downloaded at run time: put the model on disk (e.g. `huggingface-cli "
-            f"download Qwen/Qwen2.5-3B --local-dir /models/Qwen2.5-3B`) and pass "
+            f"model.pretrained {pretrained!r} is neither a model folder on disk nor a shipped "
+            f"checkpoint ({exc}); nothing is downloaded at run time: put the model on disk (e.g. "
+            f"`huggingface-cli download Qwen/Qwen2.5-3B --local-dir /models/Qwen2.5-3B`) and pass "
             f"--set model.pretrained=<that folder>"
         ) from exc
 
 
 def check_model_source(config: ModelConfig) -> None:
-    """Fail before the slow stages (trace building takes minutes) when the model to start from is missing."""
+    """Fail before the slow stages (building traces takes minutes) if the start model is missing."""
     if config.pretrained is not None:
         pretrained_folder(config.pretrained)
 
