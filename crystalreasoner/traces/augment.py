@@ -39,7 +39,10 @@ class AugmentConfig(StageConfig):
 
     cell: str = "as_given"  # "as_given" or "niggli"
     atom_order: AtomOrder = "element"
-    shift_origin: bool = False
+    #: True: a random origin; ``first_atom``: the origin on the atom written first, so the others
+    #: are written as offsets from it (special positions stay 0, 1/2, 1/4 ...) and ``0 0 0`` is
+    #: that line's alone (README, "Where the origin goes")
+    shift_origin: bool | Literal["first_atom"] = False
     relabel_axes: bool = False
 
 
@@ -53,19 +56,29 @@ def augment_structure(
         out = out.get_reduced_structure("niggli")
     if config.relabel_axes:
         out.make_supercell(rng.choice(_AXIS_RELABELLINGS))  # unimodular: same cell volume
-    if config.shift_origin:
+    if config.shift_origin is True:
         shift = np.array([rng.random() for _ in range(3)])
         out = Structure(out.lattice, out.species, (out.frac_coords + shift) % 1.0)
-    if config.atom_order == "element":
+    out = _ordered(out, config.atom_order, rng, coord_decimals)
+    if config.shift_origin == "first_atom":  # the line written first moves to 0 0 0 and stays first
+        out = Structure(out.lattice, out.species, (out.frac_coords - out.frac_coords[0]) % 1.0)
+        if config.atom_order in ("coordinates", "element_then_coordinates"):
+            out = _ordered(out, config.atom_order, rng, coord_decimals)  # the others' order moved
+    return out
+
+
+def _ordered(out: Structure, atom_order: AtomOrder, rng: random.Random, coord_decimals: int) -> Structure:
+    """``out`` with its atom lines in ``atom_order`` (see ``AtomOrder``)."""
+    if atom_order == "element":
         return out.get_sorted_structure(key=lambda site: site.specie.X)
     order = list(range(len(out)))
 
     def written(i: int) -> tuple[float, ...]:
         return tuple(written_coord(x, coord_decimals) for x in out[i].frac_coords)
 
-    if config.atom_order == "shuffled":
+    if atom_order == "shuffled":
         rng.shuffle(order)
-    elif config.atom_order == "coordinates":
+    elif atom_order == "coordinates":
         order.sort(key=written)
     else:  # element_then_coordinates
         order.sort(key=lambda i: (out[i].specie.X, out[i].specie.Z, written(i)))

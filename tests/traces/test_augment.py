@@ -4,9 +4,11 @@ import random
 import warnings
 
 import pytest
+from pymatgen.analysis.structure_matcher import StructureMatcher
 
 from crystalreasoner.config import load_config
 from crystalreasoner.data import decode_structure
+from crystalreasoner.data.codec import written_coord
 from crystalreasoner.tasks import Task
 from crystalreasoner.traces.analysis import analyze_structure
 from crystalreasoner.traces.augment import AugmentConfig, augment_structure
@@ -58,3 +60,14 @@ def test_element_order_groups_lines_and_keeps_the_crystal(mp20):
         if order.startswith("element"):
             symbols = [site.specie.symbol for site in out]
             assert symbols == sorted(symbols, key=symbols.index)
+
+
+@pytest.mark.parametrize("order", ["element", "element_then_coordinates", "coordinates", "shuffled"])
+def test_first_atom_origin_puts_the_first_line_alone_at_the_origin(mp20, order):
+    config = AugmentConfig(cell="niggli", shift_origin="first_atom", relabel_axes=True, atom_order=order)
+    for record in mp20.splits["train"][:40]:
+        out = augment_structure(record.structure, config, random.Random(3))
+        written = [tuple(written_coord(x, 4) for x in site.frac_coords) for site in out]
+        assert written[0] == (0.0, 0.0, 0.0), record.material_id
+        assert (0.0, 0.0, 0.0) not in written[1:], record.material_id
+        assert StructureMatcher().fit(out, record.structure), record.material_id
