@@ -230,6 +230,7 @@ def compare(
     preset: Annotated[str, typer.Option(help="RL preset whose reward and task to use.")] = "tiny-cpu",
     set_: Annotated[list[str], typer.Option("--set", help="Override a key of the RL preset.")] = [],  # noqa: B006
     redraw_close_atoms: Annotated[bool, typer.Option(help="Sample every checkpoint with the validity redraws (as generate).")] = False,
+    constrained: Annotated[bool, typer.Option(help="Sample every checkpoint composition-constrained (as generate).")] = False,
     traces_id: Annotated[str | None, typer.Option("--traces", help="Prompts from this trace set (default: the first checkpoint's).")] = None,
     split: Annotated[str, typer.Option(help="Held-out split of the prompts.")] = "val",
     max_prompts: Annotated[int | None, typer.Option(help="Use only the first N prompts.")] = 32,
@@ -258,7 +259,9 @@ def compare(
             prompts = RLStage(config.model_copy(update={"max_prompts": max_prompts})).prompts(
                 registry, ids[0], traces_id, split
             )
-            generate_config = GenerateConfig(n_samples=n, seed=seed, redraw_close_atoms=redraw_close_atoms)
+            generate_config = GenerateConfig(
+                n_samples=n, seed=seed, redraw_close_atoms=redraw_close_atoms, constrained=constrained
+            )
             results = []
             for checkpoint_id in ids:
                 with console.status(f"sampling and scoring {checkpoint_id}"):

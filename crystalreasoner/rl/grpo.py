@@ -21,7 +21,7 @@ from transformers import TrainerCallback
 from crystalreasoner.config import StageConfig
 from crystalreasoner.data.property_tables import load_property_table
 from crystalreasoner.errors import ArtifactNotFoundError, ConfigError
-from crystalreasoner.generation.constraints import CompositionConstraint
+from crystalreasoner.generation.constraints import CompositionConstraint, CompositionTarget
 from crystalreasoner.generation.sampler import ContinuousBatchSampler, Request, SamplingParams
 from crystalreasoner.generation.stage import (
     GenerateConfig,
@@ -34,6 +34,7 @@ from crystalreasoner.generation.stage import (
 from crystalreasoner.hashing import sha256_json
 from crystalreasoner.rl.reward import RewardConfig, group_rewards
 from crystalreasoner.stores import ArtifactDoc, ArtifactKind, ArtifactRegistry
+from crystalreasoner.traces.prompts import parse_cell_counts
 from crystalreasoner.training.models import load_checkpoint
 from crystalreasoner.training.sft import TimeBudget, last_complete_checkpoint, publish_checkpoint
 
@@ -73,6 +74,9 @@ class RLConfig(StageConfig):
     #: earlier atom (or cannot be read) is drawn again, so the validity terms do not favour cells
     #: with fewer atoms, where the tiny models collide less
     redraw_close_atoms: bool = False
+    #: sample the groups as ``generate --constrained`` does (the requested composition by
+    #: construction, with the redraws), for a model that will be used constrained
+    constrained: bool = False
     trl_args: dict[str, Any] = {}
 
     def run_key(self, checkpoint_id: str) -> str:
@@ -110,8 +114,16 @@ def _grpo_trainer_class():
 
     class FastGRPOTrainer(trl.GRPOTrainer):
         timer: StepTimer | None = None
-        #: the validity redraws of ``RLConfig.redraw_close_atoms`` (built once: it decodes the vocabulary)
-        redraw_constraint: CompositionConstraint | None = None
+        #: the redraws of ``RLConfig.redraw_close_atoms`` or ``constrained`` (built once: it decodes
+        #: the vocabulary), and with ``constrained`` each rollout's composition, in prompt order
+        rollout_constraint: CompositionConstraint | None = None
+        constrained: bool = False
+        rollout_targets: list[CompositionTarget] | None = None
+
+        def _generate_and_score_completions(self, inputs):
+            if self.constrained:  # the rows of ``inputs`` are the prompts ``_generate_single_turn`` gets
+                self.rollout_targets = [_composition_target(row) for row in inputs]
+            return super()._generate_and_score_completions(inputs)
 
         def _generate_single_turn(self, prompt_ids, images, multimodal_fields, num_generations, has_tool_images=False):
             started = time.perf_counter()
@@ -122,9 +134,10 @@ def _grpo_trainer_class():
                 max_new_tokens=self.args.max_completion_length, seed=self.args.seed + self.state.global_step,
             )
             mask = None
-            if self.redraw_constraint is not None:
-                self.redraw_constraint.redraws.clear()  # a fresh budget: request ids restart each step
-                mask = self.redraw_constraint.token_mask(None)
+            if self.rollout_constraint is not None:
+                self.rollout_constraint.redraws.clear()  # a fresh budget: request ids restart each step
+                targets = {str(i): t for i, t in enumerate(self.rollout_targets)} if self.constrained else None
+                mask = self.rollout_constraint.token_mask(targets)
             with torch.no_grad():
                 sampler = ContinuousBatchSampler(model, stop_ids=set(self.eos_token_ids))
                 requests = [Request(str(i), list(ids)) for i, ids in enumerate(prompt_ids)]
@@ -182,6 +195,14 @@ class RewardLog:
                 if isinstance(value, float):
                     log_metric(f"reward_terms/{key}", value)
         return [r.reward for r in rewards]
+
+
+def _composition_target(row: dict) -> CompositionTarget:
+    """The constrained-decoding target of one RL dataset row (its formula and stated counts)."""
+    prompt = row["prompt"][-1]["content"]
+    if not row["formula"]:
+        raise ConfigError(f"constrained sampling needs a formula; none for prompt {prompt!r}")
+    return CompositionConstraint.target(row["formula"], parse_cell_counts(prompt))
 
 
 def _prompt_dataset(prompts: list[PromptSpec]):
@@ -257,11 +278,12 @@ class RLStage:
             callbacks=[TimeBudget(cfg.max_minutes), timer],
         )
         trainer.timer = timer
-        if cfg.redraw_close_atoms:
-            defaults = GenerateConfig()  # the same redraws as generate's
-            trainer.redraw_constraint = CompositionConstraint(
-                tokenizer, min_distance=defaults.min_distance, max_redraws=defaults.max_redraws
+        if cfg.redraw_close_atoms or cfg.constrained:
+            defaults = GenerateConfig()  # the same redraws (and largest cell) as generate's
+            trainer.rollout_constraint = CompositionConstraint(
+                tokenizer, defaults.max_atoms, min_distance=defaults.min_distance, max_redraws=defaults.max_redraws
             )
+            trainer.constrained = cfg.constrained
         last = last_complete_checkpoint(args.output_dir) if resume else None
         started = time.monotonic()
         result = trainer.train(resume_from_checkpoint=last)

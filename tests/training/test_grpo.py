@@ -48,3 +48,39 @@ def test_paired_comparison_uses_the_same_prompts_and_seed(registry, traces_id):
     assert first["per_prompt_reward"] == again["per_prompt_reward"]  # same seed, same samples
     assert paired_difference(first, again) == {"mean": 0.0, "stderr": 0.0, "prompts": len(prompts)}
     assert {"reward", "parsed", "composition_match"} <= set(first)
+
+
+def test_constrained_grpo_holds_each_rollout_to_its_own_prompts_formula(registry, traces_id, tmp_path, monkeypatch):
+    """``RLConfig.constrained``: the rollouts get generate's composition mask, request i with the
+    formula of prompt i (a request keyed to another prompt would allow another's elements)."""
+    from pymatgen.core import Composition
+
+    from crystalreasoner.rl import grpo
+    from crystalreasoner.training.models import load_checkpoint
+
+    calls = []
+    generate = grpo.ContinuousBatchSampler.generate
+
+    def recording(self, requests, params, token_mask=None):
+        calls.append((requests, token_mask))
+        return generate(self, requests, params, token_mask)
+
+    monkeypatch.setattr(grpo.ContinuousBatchSampler, "generate", recording)
+    sft = SFTStage(SFTConfig(model=TINY_MODEL, max_length=512, eval_samples=2,
+                             trl_args={"max_steps": 1, "per_device_train_batch_size": 4, "eval_steps": 1000}))
+    sft_doc = sft.run(registry, traces_id)
+    config = RLConfig(split="train", reward={"mlip": None}, constrained=True, trl_args={**RL_FAST, "max_steps": 1})
+    RLStage(config).run(registry, sft_doc.artifact_id, run_dir=tmp_path / "rl")
+
+    tokenizer = load_checkpoint(sft_doc.location)[1]
+    formulas = {p.prompt: p.formula for p in RLStage(config).prompts(registry, sft_doc.artifact_id)}
+    header = tokenizer("<think>\nx\n</think>\n<CIF>\nP1\n4 4 4\n90 90 90\n", add_special_tokens=False)["input_ids"]
+    requests, mask = calls[0]
+    assert len(requests) == RL_FAST["per_device_train_batch_size"]
+    for request in requests:
+        prompt = tokenizer.decode(request.prompt_ids)
+        elements = {el.symbol for el in Composition(next(f for p, f in formulas.items() if p in prompt))}
+        mask([request], [[]])  # forget the rollout's own text
+        allowed = [tokenizer.decode([i]) for i in mask([request], [header]).allowed[0].nonzero().flatten().tolist()]
+        assert allowed, prompt
+        assert all(any(el.startswith(t) or t.startswith(el) for el in elements) for t in allowed), (prompt, allowed)
