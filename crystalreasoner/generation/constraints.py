@@ -146,6 +146,8 @@ class CompositionConstraint:
         start = text.rfind(STRUCTURE_START)
         if start < 0:
             return self._before_block_mask(text, target)
+        if STRUCTURE_END in text[start:]:  # closed (a sampler that stops only at EOS goes on)
+            return self._everything
         lines = text[start + len(STRUCTURE_START) :].split("\n")
         current, index = lines[-1], len(lines) - 1
         if index < ATOM_LINES_START:

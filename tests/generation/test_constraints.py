@@ -44,6 +44,7 @@ def test_masks_follow_the_block(tokenizer):
     assert "</CIF>" in _allowed_texts(constraint, constraint.allowed(one_unit, target))
     midline = one_unit + "Mg 1 0.1"
     assert "</CIF>" not in _allowed_texts(constraint, constraint.allowed(midline, target))
+    assert constraint.allowed(one_unit + "</CIF>", target).all()  # GRPO samples on to EOS
 
 
 def test_stated_cell_counts_fix_z(tokenizer):
