@@ -35,8 +35,9 @@ from transformers import PreTrainedTokenizerBase
 from crystalreasoner.data.codec import (
     SPACE_GROUP, STRUCTURE_END, STRUCTURE_START, decode_structure, read_angles, read_site, site_field,
 )
-from crystalreasoner.errors import CodecError
+from crystalreasoner.errors import CodecError, ConfigError
 from crystalreasoner.generation.sampler import MaskResult
+from crystalreasoner.traces.prompts import parse_cell_counts
 from crystalreasoner.traces.render import (
     THINK_END, THINK_START, composition_lines, sites_to_write_line,
 )
@@ -140,6 +141,13 @@ class CompositionConstraint:
         z = next(iter(cell_counts.values())) // reduced[next(iter(cell_counts))]
         lines = (*composition_lines(cell_counts), sites_to_write_line(cell_counts))
         return CompositionTarget(reduced, z, lines)
+
+    @staticmethod
+    def request_target(prompt: str, formula: str | None) -> CompositionTarget:
+        """The target of one request: its formula and the cell counts its prompt states."""
+        if not formula:
+            raise ConfigError(f"constrained decoding needs a formula; none found in prompt {prompt!r}")
+        return CompositionConstraint.target(formula, parse_cell_counts(prompt))
 
     def allowed(self, text: str, target: CompositionTarget) -> torch.Tensor:
         """Mask over the vocabulary given everything generated so far (``text``)."""

@@ -29,7 +29,6 @@ from crystalreasoner.tasks import Task
 from crystalreasoner.traces.prompts import (
     formula_from_prompt,
     formula_text,
-    parse_cell_counts,
     render_prompt,
     task_applies,
 )
@@ -182,15 +181,10 @@ class GenerateStage:
                     )
                     targets: dict[str, CompositionTarget] | None = None  # None: redraws only
                     if cfg.constrained:
-                        targets = {}
-                        for i, j in keys:
-                            if prompts[i].formula is None:
-                                raise ConfigError(
-                                    f"constrained decoding needs a formula; none found in prompt {prompts[i].prompt!r}"
-                                )
-                            targets[f"{i}:{j}"] = constraint.target(
-                                prompts[i].formula, parse_cell_counts(prompts[i].prompt)
-                            )
+                        targets = {
+                            f"{i}:{j}": constraint.request_target(prompts[i].prompt, prompts[i].formula)
+                            for i, j in keys
+                        }
                     mask = constraint.token_mask(targets)
                     redraws = constraint.redraws  # counted while the sampler runs
                 sampler = ContinuousBatchSampler(model, stop_ids, slots=cfg.slots)

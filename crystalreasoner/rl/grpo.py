@@ -34,7 +34,6 @@ from crystalreasoner.generation.stage import (
 from crystalreasoner.hashing import sha256_json
 from crystalreasoner.rl.reward import RewardConfig, group_rewards
 from crystalreasoner.stores import ArtifactDoc, ArtifactKind, ArtifactRegistry
-from crystalreasoner.traces.prompts import parse_cell_counts
 from crystalreasoner.training.models import load_checkpoint
 from crystalreasoner.training.sft import TimeBudget, last_complete_checkpoint, publish_checkpoint
 
@@ -115,14 +114,17 @@ def _grpo_trainer_class():
     class FastGRPOTrainer(trl.GRPOTrainer):
         timer: StepTimer | None = None
         #: the redraws of ``RLConfig.redraw_close_atoms`` or ``constrained`` (built once: it decodes
-        #: the vocabulary), and with ``constrained`` each rollout's composition, in prompt order
+        #: the vocabulary), and with ``constrained`` each step's targets by request id
         rollout_constraint: CompositionConstraint | None = None
         constrained: bool = False
-        rollout_targets: list[CompositionTarget] | None = None
+        rollout_targets: dict[str, CompositionTarget] | None = None
 
         def _generate_and_score_completions(self, inputs):
-            if self.constrained:  # the rows of ``inputs`` are the prompts ``_generate_single_turn`` gets
-                self.rollout_targets = [_composition_target(row) for row in inputs]
+            if self.constrained:  # row i of ``inputs`` is request i of ``_generate_single_turn``
+                self.rollout_targets = {
+                    str(i): CompositionConstraint.request_target(row["prompt"][-1]["content"], row["formula"])
+                    for i, row in enumerate(inputs)
+                }
             return super()._generate_and_score_completions(inputs)
 
         def _generate_single_turn(self, prompt_ids, images, multimodal_fields, num_generations, has_tool_images=False):
@@ -136,8 +138,7 @@ def _grpo_trainer_class():
             mask = None
             if self.rollout_constraint is not None:
                 self.rollout_constraint.redraws.clear()  # a fresh budget: request ids restart each step
-                targets = {str(i): t for i, t in enumerate(self.rollout_targets)} if self.constrained else None
-                mask = self.rollout_constraint.token_mask(targets)
+                mask = self.rollout_constraint.token_mask(self.rollout_targets)  # None: redraws only
             with torch.no_grad():
                 sampler = ContinuousBatchSampler(model, stop_ids=set(self.eos_token_ids))
                 requests = [Request(str(i), list(ids)) for i, ids in enumerate(prompt_ids)]
@@ -195,14 +196,6 @@ class RewardLog:
                 if isinstance(value, float):
                     log_metric(f"reward_terms/{key}", value)
         return [r.reward for r in rewards]
-
-
-def _composition_target(row: dict) -> CompositionTarget:
-    """The constrained-decoding target of one RL dataset row (its formula and stated counts)."""
-    prompt = row["prompt"][-1]["content"]
-    if not row["formula"]:
-        raise ConfigError(f"constrained sampling needs a formula; none for prompt {prompt!r}")
-    return CompositionConstraint.target(row["formula"], parse_cell_counts(prompt))
 
 
 def _prompt_dataset(prompts: list[PromptSpec]):
