@@ -41,10 +41,10 @@ def structural_problem(structure: Structure, min_volume: float = METRIC_MIN_VOLU
     lattice = structure.lattice
     if not np.isfinite(lattice.matrix).all() or lattice.volume < min_volume:
         return f"cell volume {lattice.volume:.3g} Å^3 below {min_volume} Å^3"
-    if min(lattice.abc) < MIN_LENGTH:
-        return f"lattice vector of {min(lattice.abc):.2f} Å, shorter than {MIN_LENGTH} Å"
     if bad := [a for a in lattice.angles if not ANGLE_RANGE[0] <= a <= ANGLE_RANGE[1]]:
         return f"lattice angle {bad[0]:.1f}° outside {ANGLE_RANGE[0]:.0f}-{ANGLE_RANGE[1]:.0f}°"
+    if (shortest := _shortest_vector(lattice)) < MIN_LENGTH:
+        return f"lattice vector of {shortest:.2f} Å, shorter than {MIN_LENGTH} Å"
     if len(structure) == 1:
         return None
     distances = structure.distance_matrix
@@ -55,6 +55,12 @@ def structural_problem(structure: Structure, min_volume: float = METRIC_MIN_VOLU
     what = "the same site written twice" if distances[i, j] < SAME_SITE else f"below {MIN_DISTANCE} Å"
     return (f"atoms {i} ({structure[i].species_string}) and {j} ({structure[j].species_string}) "
             f"{distances[i, j]:.2f} Å apart: {what}")
+
+
+def _shortest_vector(lattice) -> float:
+    """The shortest lattice vector, written or not (the LLL-reduced cell's): each atom has an
+    image that far away however the cell is written, e.g. 1.2 Å edges at 20° give 0.42 Å."""
+    return min(*lattice.abc, *lattice.get_lll_reduced_lattice().abc)
 
 
 def is_structurally_valid(structure: Structure, min_volume: float = METRIC_MIN_VOLUME) -> bool:

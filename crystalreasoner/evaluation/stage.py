@@ -93,10 +93,14 @@ def check_samples(
     for row, structure in zip(rows, structures):
         if structure is not None and not row.metrics["structurally_valid"]:
             row.errors["structure"] = structural_problem(structure)
-    for row, value in zip(rows, uniqueness(structures)):
+    # only valid structures are matched: StructureMatcher first reduces a structure, and an
+    # invalid one can reduce to a cell with a vector of a few mÅ whose lattice mappings filled
+    # 24 GB in a GRPO run; an invalid structure is neither unique nor novel
+    comparable = [s if row.metrics.get("structurally_valid") else None for s, row in zip(structures, rows)]
+    for row, value in zip(rows, uniqueness(comparable)):
         row.metrics["unique"] = value or 0
     if reference is not None:
-        for row, value in zip(rows, novelty(structures, reference)):
+        for row, value in zip(rows, novelty(comparable, reference)):
             row.metrics["novel"] = value or 0
     return rows
 

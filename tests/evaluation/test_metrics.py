@@ -51,6 +51,30 @@ def test_a_structural_failure_is_recorded_with_its_reason():
     flat = Structure.from_dict(_sample(BLOCK.replace("5 5 5", "5 5 0.001")).structure)
     assert structural_problem(flat) == "cell volume 0.025 Å^3 below 0.1 Å^3"
     assert structural_problem(flat, min_volume=0.01).startswith("lattice vector of 0.00 Å")
+    # every edge written 1.2 Å, but at 20° the cell holds a 0.42 Å vector: each atom has an image
+    # 0.42 Å away (a one-atom cell has no pair to flag it)
+    skewed = Structure.from_dict(_sample(BLOCK.replace("5 5 5", "1.2 1.2 1.2").replace("90 90 90", "20 20 20")).structure)
+    assert structural_problem(skewed) == "lattice vector of 0.42 Å, shorter than 1.1 Å"
+
+
+def test_only_valid_structures_are_matched_for_uniqueness_and_novelty(monkeypatch):
+    """StructureMatcher reduces a structure first, and an invalid one can reduce to a cell with a
+    vector of a few mÅ whose lattice mappings fill the memory (a GRPO run was killed at 24 GB):
+    invalid samples are never handed to it and score 0 on unique and novel."""
+    from pymatgen.analysis.structure_matcher import StructureMatcher
+
+    from crystalreasoner.evaluation.novelty import StructureIndex
+
+    matched = []
+    fit = StructureMatcher.fit
+    monkeypatch.setattr(StructureMatcher, "fit", lambda self, a, b, **kw: matched.append((a, b)) or fit(self, a, b, **kw))
+    twice = BLOCK.replace("In 1 0.5 0 0", "In 1 0.5 0.5 0.5")
+    texts = [BLOCK, twice, twice, BLOCK]
+    reference = StructureIndex([Structure.from_dict(_sample(twice).structure)])
+    rows = check_samples([_sample(t, prompt_index=i) for i, t in enumerate(texts)], EvaluateConfig(), reference)
+    assert [row.metrics["unique"] for row in rows] == [1, 0, 0, 0]  # the last repeats the first
+    assert [row.metrics["novel"] for row in rows] == [1, 0, 0, 1]
+    assert matched and all(is_structurally_valid(s) for s, _ in matched)
 
 
 def test_aggregation_is_per_prompt_first():
