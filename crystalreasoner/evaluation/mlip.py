@@ -197,13 +197,6 @@ def _start(structure: Structure | None, config: MLIPConfig) -> _Run:
             raise MLIPError("degenerate cell (non-finite lattice or zero volume)")
         if not np.isfinite(structure.frac_coords).all():
             raise MLIPError("non-finite atomic coordinates")
-        centers = structure.get_neighbor_list(DENSE_RADIUS)[0]
-        crowded = int(np.bincount(centers).max()) if len(centers) else 0
-        if crowded > config.max_neighbors:
-            raise MLIPError(
-                f"too dense to relax: {crowded} atoms within {DENSE_RADIUS:g} Å of one atom "
-                f"(max_neighbors={config.max_neighbors})"
-            )
         run.atoms = AseAtomsAdaptor.get_atoms(structure)
         run.initial_volume = run.atoms.get_volume()
     except Exception as exc:
@@ -265,6 +258,9 @@ def _evaluate(runs: list[_Run], calculator, config: MLIPConfig) -> None:
     ``SinglePointCalculator``) for the cell filter and FIRE to read."""
     from ase.calculators.singlepoint import SinglePointCalculator
 
+    for run in runs:
+        if run.result.error is None:
+            _guarded(run, lambda r: _check_crowding(r.atoms, config))
     runs = [run for run in runs if run.result.error is None]
     if not runs:
         return
@@ -281,6 +277,21 @@ def _evaluate(runs: list[_Run], calculator, config: MLIPConfig) -> None:
             continue
         run.atoms.calc = SinglePointCalculator(
             run.atoms, energy=energy, free_energy=energy, forces=forces, stress=stress
+        )
+
+
+def _check_crowding(atoms, config: MLIPConfig) -> None:
+    """Refuse a cell too dense for the model's graph, before every model call: a cell can pass
+    at the start and collapse under FIRE (a compare run was killed at 15 GB in CHGNet's bond
+    convolution mid-relaxation)."""
+    from ase.neighborlist import neighbor_list
+
+    centers = neighbor_list("i", atoms, DENSE_RADIUS)
+    crowded = int(np.bincount(centers).max()) if len(centers) else 0
+    if crowded > config.max_neighbors:
+        raise MLIPError(
+            f"too dense to relax: {crowded} atoms within {DENSE_RADIUS:g} Å of one atom "
+            f"(max_neighbors={config.max_neighbors})"
         )
 
 

@@ -102,6 +102,19 @@ def test_broken_structures_are_recorded_not_raised():
     assert all(r.error for r in results[:5])
 
 
+def test_a_cell_that_collapses_during_relaxation_is_stopped_before_the_model_sees_it():
+    """The crowding guard runs before every model call, not only at the start: a cell that
+    shrinks under FIRE would otherwise grow CHGNet's bond graph until the kernel kills the run."""
+    from crystalreasoner.evaluation.mlip import _evaluate, _start
+
+    config = load_config(MLIPConfig, "reward")
+    run = _start(NACL, config)
+    assert run.result.error is None
+    run.atoms.set_cell(run.atoms.cell * 0.3, scale_atoms=True)  # as if FIRE had squeezed it
+    _evaluate([run], None, config)  # no calculator: the guard must stop it first
+    assert "too dense to relax" in run.result.error
+
+
 def _sample(index: int, text: str) -> GeneratedSample:
     return parse_sample(GeneratedSample(index, 0, "p", "NaCl", None, "conditional", {}, text, "stop", 1))
 
