@@ -51,6 +51,11 @@ class MLIPConfig(StageConfig):
     #: dense cell makes CHGNet's bond graph grow with the square of it (one such GRPO batch
     #: took 24 GB and was killed); the mp20-mini training crystals have at most 18
     max_neighbors: int = 40
+    #: bonds (5 Å) plus angles (3 Å) of all graphs in one CHGNet forward; each costs ~85 KB of
+    #: peak memory on CPU (forces and stress by autograd; ``bench/bench_mlip_memory.py``), so
+    #: 50,000 is ~4 GB. 64 ordinary samples in one forward filled 15 GB in a compare run.
+    #: A structure whose graph alone is larger is refused (recorded).
+    max_graph_edges: int = 50_000
 
 
 #: the radius of the crowding check (CHGNet's bond-graph cutoff)
@@ -301,27 +306,56 @@ def _single_point(atoms, calculator) -> tuple[float, np.ndarray, np.ndarray]:
 
 
 def _chgnet_batch(runs: list[_Run], calculator, config: MLIPConfig) -> dict[int, tuple]:
-    """One CHGNet forward over all runs (converted as ``CHGNetCalculator`` does), in batches of
-    ``config.batch_size``; if a batch call fails, each structure is tried alone."""
+    """CHGNet forwards over all runs (converted as ``CHGNetCalculator`` does), each holding at most
+    ``config.batch_size`` structures and ``config.max_graph_edges`` graph edges; if a forward
+    fails, each of its structures is tried alone."""
     model = calculator.model
-    graphs = {id(run): _guarded(run, lambda r: model.graph_converter(AseAtomsAdaptor.get_structure(r.atoms)))
-              for run in runs}
-    runs = [run for run in runs if graphs[id(run)] is not None]
-    if not runs:
-        return {}
-    start = time.perf_counter()
-    try:
-        outputs = model.predict_graph([graphs[id(r)] for r in runs], task="efs", batch_size=config.batch_size)
-        predictions = dict(zip(map(id, runs), [outputs] if len(runs) == 1 else outputs))
-        shared = time.perf_counter() - start
-        total_atoms = sum(len(r.atoms) for r in runs)
-        for run in runs:
-            run.result.seconds += shared * len(run.atoms) / total_atoms
-    except Exception:  # the batch call failed: each structure alone, so only the culprit fails
-        predictions = {id(run): _guarded(run, lambda r: model.predict_graph(graphs[id(r)], task="efs")) for run in runs}
+    graphs = {id(run): _guarded(run, lambda r: _graph_within_budget(model, r.atoms, config)) for run in runs}
+    predictions = {}
+    for batch in _edge_bounded_batches([run for run in runs if graphs[id(run)] is not None], graphs, config):
+        predictions.update(_predict_batch(batch, [graphs[id(r)] for r in batch], model))
     out = {}
     for run in runs:
         if (p := predictions.get(id(run))) is not None:
             energy = float(p["e"]) * (len(run.atoms) if model.is_intensive else 1)
             out[id(run)] = (energy, p["f"], full_3x3_to_voigt_6_stress(p["s"] * calculator.stress_weight))
     return out
+
+
+def _graph_edges(graph) -> int:
+    return len(graph.atom_graph) + len(graph.bond_graph)
+
+
+def _graph_within_budget(model, atoms, config: MLIPConfig):
+    graph = model.graph_converter(AseAtomsAdaptor.get_structure(atoms))
+    if (edges := _graph_edges(graph)) > config.max_graph_edges:
+        raise MLIPError(f"graph too large to relax: {edges} bonds and angles (max_graph_edges={config.max_graph_edges})")
+    return graph
+
+
+def _edge_bounded_batches(runs: list[_Run], graphs: dict, config: MLIPConfig) -> list[list[_Run]]:
+    """Consecutive runs grouped so that no forward exceeds the structure or edge budget."""
+    batches, edges = [[]], 0
+    for run in runs:
+        size = _graph_edges(graphs[id(run)])
+        if batches[-1] and (edges + size > config.max_graph_edges or len(batches[-1]) == config.batch_size):
+            batches.append([])
+            edges = 0
+        batches[-1].append(run)
+        edges += size
+    return [batch for batch in batches if batch]
+
+
+def _predict_batch(runs: list[_Run], graphs: list, model) -> dict[int, dict]:
+    """One forward; its time is shared among the runs by atoms."""
+    start = time.perf_counter()
+    try:
+        outputs = model.predict_graph(graphs, task="efs", batch_size=len(graphs))
+    except Exception:  # the forward failed: each structure alone, so only the culprit fails
+        return {id(run): _guarded(run, lambda r: model.predict_graph(graph, task="efs"))
+                for run, graph in zip(runs, graphs)}
+    shared = time.perf_counter() - start
+    total_atoms = sum(len(r.atoms) for r in runs)
+    for run in runs:
+        run.result.seconds += shared * len(run.atoms) / total_atoms
+    return dict(zip(map(id, runs), [outputs] if len(runs) == 1 else outputs))

@@ -89,6 +89,28 @@ def test_a_batch_relaxes_in_lockstep_with_one_model_call_per_step(monkeypatch):
         assert abs(a.energy_per_atom - b.energy_per_atom) < 1e-4
 
 
+def test_each_chgnet_forward_stays_within_its_graph_edge_budget(monkeypatch):
+    """Peak memory of a CHGNet forward grows with its bonds and angles (64 ordinary samples in
+    one forward filled 15 GB), so forwards are split by edges and an oversized graph is refused."""
+    config = load_config(MLIPConfig, "reward").model_copy(update={"max_steps": 3})
+    model = calculator_for(config).model
+    edges = lambda s: len(model.graph_converter(s).atom_graph) + len(model.graph_converter(s).bond_graph)
+    big = NACL * (3, 3, 3)
+    batch = [NACL, NACL.copy().scale_lattice(NACL.volume * 1.1), big, NACL.copy().scale_lattice(NACL.volume * 0.95)]
+    config = config.model_copy(update={"max_graph_edges": edges(NACL) * 2})
+    assert edges(big) > config.max_graph_edges
+    sizes = []
+    predict = model.predict_graph
+    monkeypatch.setattr(model, "predict_graph", lambda graphs, **kw: sizes.append(
+        sum(len(g.atom_graph) + len(g.bond_graph) for g in graphs)) or predict(graphs, **kw))
+    results = relax_many(batch, config)
+    assert [r.ok for r in results] == [True, True, False, True]
+    assert "graph too large to relax" in results[2].error
+    assert max(sizes) == config.max_graph_edges and sizes[:2] == [edges(batch[0]) + edges(batch[1]), edges(batch[3])]
+    alone = relax(batch[3], config.model_copy(update={"max_graph_edges": 50_000}))
+    assert abs(results[3].energy_per_atom - alone.energy_per_atom) < 1e-4
+
+
 def test_broken_structures_are_recorded_not_raised():
     nan_coords = Structure(Lattice.cubic(4), ["Na", "Cl"], [[0, 0, 0], [np.nan, 0.5, 0.5]])
     flat = Structure(Lattice([[3, 0, 0], [6, 0, 0], [0, 0, 3]]), ["Na"], [[0, 0, 0]])
