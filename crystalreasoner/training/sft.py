@@ -20,6 +20,7 @@ from crystalreasoner.config import StageConfig
 from crystalreasoner.hashing import sha256_json
 from crystalreasoner.stores import ArtifactDoc, ArtifactKind, ArtifactRegistry
 from crystalreasoner.traces.builder import codec_config
+from crystalreasoner.training.unlikelihood import copy_unlikelihood_loss
 from crystalreasoner.training.warmup import CopyWarmupConfig, CountWarmupConfig, warm_start
 from crystalreasoner.training.models import (
     ModelConfig,
@@ -65,6 +66,7 @@ class SFTConfig(StageConfig):
     precision: Precision = "auto"  # auto: bf16 autocast on a bf16 GPU; bf16: also on a CPU
     copy_warmup: CopyWarmupConfig | None = None  # from-scratch models: learn to copy before SFT
     count_warmup: CountWarmupConfig | None = None  # then to write as many atom lines as stated
+    copy_unlikelihood: float = 0.0  # weight of the unlikelihood on copying an earlier atom line
     trl_args: dict[str, Any] = {}
 
     def run_key(self, traces_id: str) -> str:
@@ -218,6 +220,7 @@ class SFTStage:
             eval_dataset=evaluation,
             processing_class=tokenizer,
             callbacks=[TimeBudget(cfg.max_minutes)],
+            compute_loss_func=copy_unlikelihood_loss(tokenizer, cfg.copy_unlikelihood) if cfg.copy_unlikelihood else None,
         )
         started = time.monotonic()
         result = trainer.train(resume_from_checkpoint=last)
