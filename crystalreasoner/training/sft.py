@@ -20,7 +20,7 @@ from crystalreasoner.config import StageConfig
 from crystalreasoner.hashing import sha256_json
 from crystalreasoner.stores import ArtifactDoc, ArtifactKind, ArtifactRegistry
 from crystalreasoner.traces.builder import codec_config
-from crystalreasoner.training.unlikelihood import copy_unlikelihood_loss
+from crystalreasoner.training.unlikelihood import CopyUnlikelihoodSFTTrainer
 from crystalreasoner.training.warmup import CopyWarmupConfig, CountWarmupConfig, warm_start
 from crystalreasoner.training.models import (
     ModelConfig,
@@ -213,15 +213,18 @@ class SFTStage:
             completion_only_loss=True,
             **{**TRL_DEFAULTS, **cfg.trl_args},
         )
-        trainer = trl.SFTTrainer(
+        trainer_kwargs = dict(
             model=model,
             args=args,
             train_dataset=train,
             eval_dataset=evaluation,
             processing_class=tokenizer,
             callbacks=[TimeBudget(cfg.max_minutes)],
-            compute_loss_func=copy_unlikelihood_loss(tokenizer, cfg.copy_unlikelihood) if cfg.copy_unlikelihood else None,
         )
+        if cfg.copy_unlikelihood:
+            trainer = CopyUnlikelihoodSFTTrainer(**trainer_kwargs, copy_unlikelihood=cfg.copy_unlikelihood)
+        else:
+            trainer = trl.SFTTrainer(**trainer_kwargs)
         started = time.monotonic()
         result = trainer.train(resume_from_checkpoint=last)
         train_seconds = time.monotonic() - started

@@ -3,15 +3,16 @@ SFT run that trains with it."""
 
 from __future__ import annotations
 
+import json
 import math
-from types import SimpleNamespace
+from pathlib import Path
 
 import torch
 from transformers import AutoTokenizer
 
 from crystalreasoner.checkpoints import shipped_checkpoint
 from crystalreasoner.training.sft import SFTConfig, SFTStage
-from crystalreasoner.training.unlikelihood import IGNORE, copy_negatives, copy_unlikelihood_loss
+from crystalreasoner.training.unlikelihood import IGNORE, CopyUnlikelihood, copy_negatives
 
 from .conftest import TINY_MODEL
 
@@ -59,11 +60,12 @@ def test_loss_is_cross_entropy_plus_weighted_unlikelihood_exactly():
     tokenizer = _tokenizer()
     labels = torch.tensor([_labels(tokenizer)])
     vocab = len(tokenizer)
-    uniform = SimpleNamespace(logits=torch.zeros(1, labels.shape[1], vocab))
-    loss = copy_unlikelihood_loss(tokenizer, weight=0.5)
-    expected = math.log(vocab) + 0.5 * -math.log(1 - 1 / vocab)
-    assert abs(loss(uniform, labels).item() - expected) < 1e-5
-    assert abs(copy_unlikelihood_loss(tokenizer, weight=0.0)(uniform, labels).item() - math.log(vocab)) < 1e-5
+    uniform = torch.zeros(1, labels.shape[1], vocab)
+    loss, unlikelihood, p_copy = CopyUnlikelihood(tokenizer, weight=0.5)(uniform, labels)
+    # the copy digit is one of the ten digits: p = 1/10 among them, whatever the vocabulary
+    assert abs(loss.item() - (math.log(vocab) + 0.5 * -math.log(0.9))) < 1e-5
+    assert abs(unlikelihood + math.log(0.9)) < 1e-6 and abs(p_copy - 0.1) < 1e-7
+    assert abs(CopyUnlikelihood(tokenizer, weight=0.0)(uniform, labels)[0].item() - math.log(vocab)) < 1e-5
 
 
 def test_a_gradient_step_lowers_the_copy_probability():
@@ -75,9 +77,16 @@ def test_a_gradient_step_lowers_the_copy_probability():
     logits = torch.zeros(1, labels.shape[1], len(tokenizer))
     logits[0, position - 1, token] = 8.0  # the model would copy
     logits.requires_grad_(True)
-    copy_unlikelihood_loss(tokenizer, weight=1.0)(SimpleNamespace(logits=logits), labels).backward()
+    CopyUnlikelihood(tokenizer, weight=1.0)(logits, labels)[0].backward()
     assert logits.grad[0, position - 1, token] > 0  # descent lowers it
     assert logits.grad[0, position - 1, labels[0, position]] < 0  # and raises the real digit
+    (newline,) = tokenizer("\n", add_special_tokens=False)["input_ids"]
+    unlikelihood_only = logits.grad[0, position - 1].clone()
+    logits.grad = None
+    CopyUnlikelihood(tokenizer, weight=0.0)(logits, labels)[0].backward()
+    unlikelihood_only -= logits.grad[0, position - 1]
+    # the mass the copy loses goes to the other digits, not to ending the line
+    assert unlikelihood_only[newline] == 0 and (unlikelihood_only[[t for t in range(len(tokenizer)) if t != token]] <= 0).all()
 
 
 def test_sft_trains_with_the_copy_unlikelihood(registry, traces_id):
@@ -86,3 +95,5 @@ def test_sft_trains_with_the_copy_unlikelihood(registry, traces_id):
                                  "max_steps": 2, "save_steps": 100})
     doc = SFTStage(config).run(registry, traces_id)
     assert doc.summary["global_step"] == 2 and math.isfinite(doc.summary["eval_loss"])
+    history = json.loads((Path(doc.location) / "log_history.json").read_text())
+    assert any(entry.get("copy_unlikelihood", 0) > 0 for entry in history)
