@@ -1,10 +1,11 @@
 """Token-level unlikelihood against copying an earlier atom line (Welleck et al. 2019).
 
-The composition-conditioned tiny models lose most structures to collisions, and most of those
-repeat an earlier site exactly (225 of tiny-cpu-restated's 272 invalid val samples): attention
-copies a line it has seen. Cross-entropy only raises the right digit; this also lowers, at each
-point where a real atom line departs from an earlier line whose coordinates it had followed so
-far, the token that would have continued the copy. ``SFTConfig.copy_unlikelihood`` weighs it.
+The composition-conditioned tiny models lose most structures to collisions, and in most of
+those two atoms sit on exactly the same coordinates (225 of tiny-cpu-restated's 272 invalid val
+samples). Teacher-forced, where a real atom line departs from an earlier line whose coordinates
+it had followed so far, that model gives the digit continuing the copy p 0.14 (the real digit
+0.20). Cross-entropy only raises the real digit; this also lowers, at each such point, the one
+that would have continued the copy. ``SFTConfig.copy_unlikelihood`` weighs it.
 The copy digit's probability is taken among the digits only, so the mass it loses goes to another
 digit: against the whole vocabulary the model learnt to escape a copy by ending the line early
 (``0.\n``), and parsing fell 97.4 -> 94.1 % (README, "Copying an earlier line: unlikelihood").
@@ -81,7 +82,8 @@ def _coordinates(line: list[int], ids, pieces) -> list[int]:
 class CopyUnlikelihoodSFTTrainer(trl.SFTTrainer):
     """``SFTTrainer`` whose loss is the mean cross-entropy on the labelled tokens plus
     ``copy_unlikelihood`` times the mean of ``-log(1 - p)`` over the batch's copy-continuing
-    digits (``p`` among the digits); logged as ``copy_unlikelihood``, and their mean ``p_copy``."""
+    digits (``p`` among the digits); logged as ``copy_unlikelihood``, and their mean ``p_copy``.
+    It computes the full logits itself, so TRL's entropy and token-accuracy metrics are not logged."""
 
     def __init__(self, *args, copy_unlikelihood: float, **kwargs):
         super().__init__(*args, **kwargs)
