@@ -51,16 +51,18 @@ def copy_rates(folder: str, records: list[dict]) -> tuple[int, float, float]:
 
 
 def probe_setup(description: str) -> tuple[argparse.Namespace, list[dict]]:
-    """The probes' command line (checkpoint folders, ``--traces``, ``--split``) and that split's records."""
+    """The probes' command line (checkpoint folders, ``--traces``, ``--split``, ``--max-records``) and
+    that split's records."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("checkpoints", nargs="+", help="checkpoint folders")
     parser.add_argument("--traces", required=True, help="trace-set artifact id")
     parser.add_argument("--split", default="val")
+    parser.add_argument("--max-records", type=int, help="only the first N records of the split")
     args = parser.parse_args()
     with open_registry() as registry:
         location = Path(registry.get(args.traces).location)
     records = [json.loads(line) for line in (location / f"{args.split}.jsonl").read_text().splitlines()]
-    return args, records
+    return args, records[: args.max_records]
 
 
 def probe_table(title: str, columns: list[str]) -> Table:
