@@ -107,6 +107,16 @@ class StepTimer(TrainerCallback):
             handle.write(json.dumps({"step": state.global_step, "total": round(total, 2), **split}) + "\n")
 
 
+def forget_unsaved_steps(reward_log: Path, step_times: Path, saved_step: int) -> None:
+    """Drop the log lines of steps after the checkpoint a run resumes from (all of them for a
+    fresh start): those steps are taken again, and a killed run's lines were logged twice.
+    ``reward_terms.jsonl`` numbers a step as it starts (0-based), ``step_times.jsonl`` as it ends."""
+    for path, keep in ((reward_log, lambda step: step < saved_step), (step_times, lambda step: step <= saved_step)):
+        if path.exists():
+            lines = [line for line in path.read_text().splitlines() if keep(json.loads(line)["step"])]
+            path.write_text("".join(line + "\n" for line in lines))
+
+
 def _grpo_trainer_class():
     """``GRPOTrainer`` with its generation step replaced by our continuous-batching sampler."""
     import trl
@@ -278,6 +288,7 @@ class RLStage:
             )
             trainer.constrained = cfg.constrained
         last = last_complete_checkpoint(args.output_dir) if resume else None
+        forget_unsaved_steps(reward_log, timer.path, int(Path(last).name.split("-")[1]) if last else 0)
         started = time.monotonic()
         result = trainer.train(resume_from_checkpoint=last)
         metrics = {

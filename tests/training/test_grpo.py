@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from crystalreasoner.rl.grpo import RLConfig, RLStage
+from crystalreasoner.rl.grpo import RLConfig, RLStage, forget_unsaved_steps
 from crystalreasoner.training.sft import SFTConfig, SFTStage
 
 from .conftest import TINY_MODEL
@@ -84,3 +84,15 @@ def test_constrained_grpo_holds_each_rollout_to_its_own_prompts_formula(registry
         allowed = [tokenizer.decode([i]) for i in mask([request], [header]).allowed[0].nonzero().flatten().tolist()]
         assert allowed, prompt
         assert all(any(el.startswith(t) or t.startswith(el) for el in elements) for t in allowed), (prompt, allowed)
+
+
+def test_a_resumed_run_logs_each_step_once(tmp_path):
+    """A run killed after checkpoint-3 had logged steps 4 and 5 too; they are taken again."""
+    rewards, times = tmp_path / "reward_terms.jsonl", tmp_path / "step_times.jsonl"
+    rewards.write_text("".join(json.dumps({"step": s, "reward": 1.0}) + "\n" for s in range(5)))  # as steps start
+    times.write_text("".join(json.dumps({"step": s, "total": 2.0}) + "\n" for s in range(1, 6)))  # as they end
+    forget_unsaved_steps(rewards, times, saved_step=3)
+    assert [json.loads(line)["step"] for line in rewards.read_text().splitlines()] == [0, 1, 2]
+    assert [json.loads(line)["step"] for line in times.read_text().splitlines()] == [1, 2, 3]
+    forget_unsaved_steps(rewards, times, saved_step=0)  # a fresh start in an old run folder
+    assert rewards.read_text() == "" and times.read_text() == ""
