@@ -17,7 +17,8 @@ import torch
 from rich.console import Console
 
 from crystalreasoner.training.models import load_checkpoint
-from crystalreasoner.training.unlikelihood import CopyUnlikelihood, copy_negatives
+from crystalreasoner.training.tokenizer import BlockTokens
+from crystalreasoner.training.unlikelihood import copy_negatives
 
 from probe_copy import probe_setup, probe_table  # sibling script: bench/ is on the path
 
@@ -26,12 +27,12 @@ def copy_point_probabilities(folder: str, records: list[dict]) -> tuple[list[flo
     """Per copy point: p(copy digit) and p(real digit), over the whole vocabulary."""
     model, tokenizer = load_checkpoint(folder)
     model.eval()
-    loss = CopyUnlikelihood(tokenizer, weight=0.0)  # for its token texts and tag ids
+    block = BlockTokens.of(tokenizer)
     copies, reals = [], []
     for record in records:
         text = tokenizer.apply_chat_template(record["prompt"] + record["completion"], tokenize=False)
         ids = tokenizer(text, add_special_tokens=False)["input_ids"]
-        points = copy_negatives(ids, loss.pieces, loss.start_id, loss.end_id)
+        points = copy_negatives(ids, block)
         with torch.no_grad():
             probs = torch.softmax(model(torch.tensor([ids])).logits[0].float(), dim=-1)
         for position, token in points:

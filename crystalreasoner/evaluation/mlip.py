@@ -343,7 +343,7 @@ def _edge_bounded_batches(runs: list[_Run], graphs: dict, config: MLIPConfig) ->
             edges = 0
         batches[-1].append(run)
         edges += size
-    return [batch for batch in batches if batch]
+    return batches if batches[0] else []
 
 
 def _predict_batch(runs: list[_Run], graphs: list, model) -> dict[int, dict]:

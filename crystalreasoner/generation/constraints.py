@@ -38,6 +38,7 @@ from crystalreasoner.data.codec import (
 from crystalreasoner.errors import CodecError, ConfigError
 from crystalreasoner.generation.sampler import MaskResult
 from crystalreasoner.traces.prompts import parse_cell_counts
+from crystalreasoner.training.tokenizer import BlockTokens
 from crystalreasoner.traces.render import (
     THINK_END, THINK_START, composition_lines, sites_to_write_line,
 )
@@ -119,9 +120,8 @@ class CompositionConstraint:
         min_distance: float | None = None, max_redraws: int = 16,
     ):
         vocab = len(tokenizer)
-        self.texts = [tokenizer.decode([i], skip_special_tokens=False) for i in range(vocab)]
-        self.start_id = tokenizer.convert_tokens_to_ids(STRUCTURE_START)
-        self.end_id = tokenizer.convert_tokens_to_ids(STRUCTURE_END)
+        block = BlockTokens.of(tokenizer)
+        self.texts, self.start_id, self.end_id = block.texts, block.start_id, block.end_id
         self.vocab = vocab
         self.max_atoms = max_atoms
         self.min_distance = min_distance

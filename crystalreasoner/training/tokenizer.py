@@ -8,6 +8,7 @@ tokens so the sampler can stop on ``</CIF>`` and the constraint can see where th
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerBase, PreTrainedTokenizerFast
@@ -67,3 +68,18 @@ def extend_pretrained_tokenizer(tokenizer: PreTrainedTokenizerBase) -> int:
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return added
+
+
+@dataclass(frozen=True)
+class BlockTokens:
+    """Every token's text and the structure block's tag ids: what reading a block token by token
+    needs (the composition constraint, the copy unlikelihood), decoded once per tokenizer."""
+
+    texts: list[str]
+    start_id: int
+    end_id: int
+
+    @classmethod
+    def of(cls, tokenizer: PreTrainedTokenizerBase) -> BlockTokens:
+        texts = [tokenizer.decode([i], skip_special_tokens=False) for i in range(len(tokenizer))]
+        return cls(texts, tokenizer.convert_tokens_to_ids(STRUCTURE_START), tokenizer.convert_tokens_to_ids(STRUCTURE_END))

@@ -20,19 +20,19 @@ import torch.nn.functional as F
 import trl
 from transformers import PreTrainedTokenizerBase
 
-from crystalreasoner.data.codec import STRUCTURE_END, STRUCTURE_START
+from crystalreasoner.training.tokenizer import BlockTokens
 
 IGNORE = -100
 
 
-def copy_negatives(ids: Sequence[int], pieces: Sequence[str], start_id: int, end_id: int) -> list[tuple[int, int]]:
+def copy_negatives(ids: Sequence[int], block: BlockTokens) -> list[tuple[int, int]]:
     """``(position, token id)`` pairs: at ``position`` the real text departs from an earlier atom
     line's coordinates, and ``token id`` is what continuing that line would have written.
 
-    ``pieces[i]`` is the text of token ``i``; atom lines are the structure block's lines that start
-    with a letter and have at least four fields; their coordinates are the last three fields.
+    Atom lines are the structure block's lines that start with a letter and have at least four
+    fields; their coordinates are the last three fields.
     """
-    lines = _atom_line_coordinates(ids, pieces, start_id, end_id)
+    lines = _atom_line_coordinates(ids, block)
     negatives = set()
     for k, line in enumerate(lines):
         for earlier in lines[:k]:
@@ -43,23 +43,23 @@ def copy_negatives(ids: Sequence[int], pieces: Sequence[str], start_id: int, end
     return sorted(negatives)
 
 
-def _atom_line_coordinates(ids, pieces, start_id, end_id) -> list[list[int]]:
+def _atom_line_coordinates(ids, block: BlockTokens) -> list[list[int]]:
     """Positions of each atom line's coordinate tokens, in order."""
     try:
-        start = list(ids).index(start_id) + 1
+        start = list(ids).index(block.start_id) + 1
     except ValueError:
         return []
     lines, current = [], []
     for position in range(start, len(ids)):
-        if ids[position] in (end_id, IGNORE):
+        if ids[position] in (block.end_id, IGNORE):
             break
-        if "\n" in pieces[ids[position]]:
+        if "\n" in block.texts[ids[position]]:
             lines.append(current)
             current = []
         else:
             current.append(position)
     lines.append(current)
-    return [coords for line in lines if (coords := _coordinates(line, ids, pieces))]
+    return [coords for line in lines if (coords := _coordinates(line, ids, block.texts))]
 
 
 def _coordinates(line: list[int], ids, pieces) -> list[int]:
@@ -104,10 +104,8 @@ class CopyUnlikelihood:
 
     def __init__(self, tokenizer: PreTrainedTokenizerBase, weight: float):
         self.weight = weight
-        self.pieces = [tokenizer.decode([i]) for i in range(len(tokenizer))]
-        self.start_id = tokenizer.convert_tokens_to_ids(STRUCTURE_START)
-        self.end_id = tokenizer.convert_tokens_to_ids(STRUCTURE_END)
-        self.digit_ids = [i for i, piece in enumerate(self.pieces) if len(piece) == 1 and piece.isdigit()]
+        self.block = BlockTokens.of(tokenizer)
+        self.digit_ids = [i for i, text in enumerate(self.block.texts) if len(text) == 1 and text.isdigit()]
         self.digit_index = {token: k for k, token in enumerate(self.digit_ids)}
 
     def __call__(self, logits: torch.Tensor, labels: torch.Tensor, num_items_in_batch=None):
@@ -120,7 +118,7 @@ class CopyUnlikelihood:
         cross_entropy = cross_entropy / torch.as_tensor(count, device=logits.device).clamp(min=1)
         rows, positions, digits = [], [], []
         for row, row_labels in enumerate(labels.tolist()):
-            for position, token in copy_negatives(row_labels, self.pieces, self.start_id, self.end_id):
+            for position, token in copy_negatives(row_labels, self.block):
                 if token in self.digit_index:
                     rows.append(row)
                     positions.append(position - 1)  # the logits one step earlier predict it

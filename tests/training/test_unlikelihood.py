@@ -12,6 +12,7 @@ from transformers import AutoTokenizer
 
 from crystalreasoner.checkpoints import shipped_checkpoint
 from crystalreasoner.training.sft import SFTConfig, SFTStage
+from crystalreasoner.training.tokenizer import BlockTokens
 from crystalreasoner.training.unlikelihood import IGNORE, CopyUnlikelihood, copy_negatives
 
 from .conftest import TINY_MODEL
@@ -41,9 +42,9 @@ def _labels(tokenizer, text=BLOCK):
 def test_the_token_that_would_continue_an_earlier_line_is_the_negative():
     tokenizer = _tokenizer()
     labels = _labels(tokenizer)
-    pieces = [tokenizer.decode([i]) for i in range(len(tokenizer))]
-    start, end = (tokenizer.convert_tokens_to_ids(t) for t in ("<CIF>", "</CIF>"))
-    negatives = copy_negatives(labels, pieces, start, end)
+    block = BlockTokens.of(tokenizer)
+    pieces = block.texts
+    negatives = copy_negatives(labels, block)
     text_before = lambda position: tokenizer.decode(labels[3:position]).rsplit("\n", 1)[-1]
     found = [(text_before(p), pieces[labels[p]], pieces[token]) for p, token in negatives]
     # Cl2 leaves Na1 at y's first decimal; Cl1 leaves Na1 there too and Cl2 at z's first decimal.
@@ -53,7 +54,7 @@ def test_the_token_that_would_continue_an_earlier_line_is_the_negative():
         ("Cl1 1 0.0000 0.", "5", "0"),
         ("Cl1 1 0.0000 0.5000 0.", "2", "5"),
     ]
-    assert copy_negatives(labels[:10], pieces, start, end) == []  # no structure block: nothing
+    assert copy_negatives(labels[:10], block) == []  # no structure block: nothing
 
 
 def test_loss_is_cross_entropy_plus_weighted_unlikelihood_exactly():
@@ -71,9 +72,7 @@ def test_loss_is_cross_entropy_plus_weighted_unlikelihood_exactly():
 def test_a_gradient_step_lowers_the_copy_probability():
     tokenizer = _tokenizer()
     labels = torch.tensor([_labels(tokenizer)])
-    pieces = [tokenizer.decode([i]) for i in range(len(tokenizer))]
-    start, end = (tokenizer.convert_tokens_to_ids(t) for t in ("<CIF>", "</CIF>"))
-    (position, token), *_ = copy_negatives(labels[0].tolist(), pieces, start, end)
+    (position, token), *_ = copy_negatives(labels[0].tolist(), BlockTokens.of(tokenizer))
     logits = torch.zeros(1, labels.shape[1], len(tokenizer))
     logits[0, position - 1, token] = 8.0  # the model would copy
     logits.requires_grad_(True)
