@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from prefect import flow, task
 
-from crystalreasoner.generation.stage import GenerateConfig, GenerateStage, prompts_from_traces
+from crystalreasoner.generation.stage import GenerateConfig, GenerateStage, prompt_trace_set, prompts_from_traces
 from crystalreasoner.stores import open_registry
 from flows import STAGE_CACHE, publish_summary
 
@@ -15,11 +15,10 @@ def sample(
 ) -> str:
     """Held-out prompts of ``traces_id`` (default: the trace set the checkpoint was trained on)."""
     with open_registry(store) as registry:
-        if traces_id is None:
-            traces_id = next(d.artifact_id for d in registry.lineage(checkpoint_id) if d.kind == "traces")
-        prompts = prompts_from_traces(registry.get(traces_id).location, split)[:max_prompts]
+        traces = prompt_trace_set(registry, checkpoint_id, traces_id)
+        prompts = prompts_from_traces(traces.location, split)[:max_prompts]
         doc = GenerateStage(GenerateConfig(**config)).run(
-            registry, checkpoint_id, prompts, name=f"{split} prompts", parents=[traces_id]
+            registry, checkpoint_id, prompts, name=f"{split} prompts", parents=[traces.artifact_id]
         )
     publish_summary("generation", "Generation", doc, f"samples of checkpoint {checkpoint_id}")
     return doc.artifact_id

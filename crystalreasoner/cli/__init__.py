@@ -202,9 +202,10 @@ def rl(
 
 @app.command()
 def distil(
-    generation_id: Annotated[str, typer.Argument(help="A generation of the training prompts (generate --split train --redraw-close-atoms).")],
+    generation_id: Annotated[str, typer.Argument(help="A generation of the training prompts (generate --split train).")],
     originals: Annotated[int, typer.Option(help="Original training records kept beside the passing samples.")] = 1000,
     seed: Annotated[int, typer.Option(help="Which originals are drawn.")] = 0,
+    traces_id: Annotated[str | None, typer.Option("--traces", help="The trace set whose training split is extended (default: the generation's).")] = None,
     store: StoreOption = None,
 ) -> None:
     """A trace set of the generation's samples that pass the checks (parsed, structurally valid,
@@ -217,7 +218,7 @@ def distil(
     console = Console()
     try:
         with _registry(store) as registry:
-            doc = distil_set(registry, generation_id, originals=originals, seed=seed)
+            doc = distil_set(registry, generation_id, originals=originals, seed=seed, traces_id=traces_id)
     except CrystalReasonerError as exc:
         raise _fail(exc) from exc
     console.print(f"[green]traces[/] {doc.artifact_id} -> {doc.location}")
@@ -333,6 +334,7 @@ def generate(
         GenerateStage,
         PromptSpec,
         load_samples,
+        prompt_trace_set,
         prompts_from_traces,
     )
 
@@ -340,15 +342,11 @@ def generate(
     try:
         with _registry(store) as registry:
             checkpoint_id = _checkpoint_id(registry, checkpoint)
+            parents: list[str] = []  # the prompts' trace set, as the generation flow records it
             if split:
-                traces = [registry.get(traces_id)] if traces_id else [
-                    d for d in registry.lineage(checkpoint_id) if d.kind == "traces"
-                ]
-                if not traces:
-                    raise ConfigError(
-                        f"checkpoint {checkpoint_id} has no trace set in its lineage; pass --traces or a PROMPT"
-                    )
-                prompts = prompts_from_traces(traces[0].location, split)[:max_prompts]
+                traces = prompt_trace_set(registry, checkpoint_id, traces_id)
+                prompts = prompts_from_traces(traces.location, split)[:max_prompts]
+                parents = [traces.artifact_id]
             elif prompt:
                 prompts = [PromptSpec(prompt)]
             else:
@@ -356,7 +354,8 @@ def generate(
             config = GenerateConfig(
                 n_samples=n, constrained=constrained, redraw_close_atoms=redraw_close_atoms, backend=backend, device=device, dtype=dtype, seed=seed
             )
-            doc = GenerateStage(config).run(registry, checkpoint_id, prompts)
+            name = f"{split} prompts" if split else "generation"
+            doc = GenerateStage(config).run(registry, checkpoint_id, prompts, name=name, parents=parents)
     except CrystalReasonerError as exc:
         raise _fail(exc) from exc
     samples = load_samples(Path(doc.location) / "samples.jsonl")

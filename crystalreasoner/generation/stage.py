@@ -16,7 +16,7 @@ from pymatgen.core import Composition
 from crystalreasoner.config import StageConfig
 from crystalreasoner.data.codec import STRUCTURE_END, decode_structure
 from crystalreasoner.data.property_tables import PropertyRow
-from crystalreasoner.errors import CodecError, ConfigError
+from crystalreasoner.errors import ArtifactNotFoundError, CodecError, ConfigError
 from crystalreasoner.generation.sampler import (
     Completion,
     ContinuousBatchSampler,
@@ -247,6 +247,19 @@ class GenerateStage:
                 "redraws": sum(s.redraws for s in samples),
             },
         )
+
+
+def prompt_trace_set(registry: ArtifactRegistry, artifact_id: str, traces_id: str | None = None) -> ArtifactDoc:
+    """The trace set whose held-out prompts go with an artifact: ``traces_id`` when given, else
+    the nearest one in the artifact's lineage (a checkpoint's training set, a generation's prompts)."""
+    if traces_id is not None:
+        return registry.get(traces_id)
+    found = next((d for d in registry.lineage(artifact_id) if d.kind == ArtifactKind.TRACES), None)
+    if found is None:
+        raise ArtifactNotFoundError(
+            f"{registry.get(artifact_id).kind} {artifact_id} has no trace set in its lineage: pass the trace set to use (--traces)"
+        )
+    return found
 
 
 def prompts_from_traces(traces_location: str | Path, split: str, task: str = "conditional") -> list[PromptSpec]:

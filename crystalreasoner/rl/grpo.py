@@ -20,7 +20,7 @@ from transformers import TrainerCallback
 
 from crystalreasoner.config import StageConfig
 from crystalreasoner.data.property_tables import load_property_table
-from crystalreasoner.errors import ArtifactNotFoundError, ConfigError
+from crystalreasoner.errors import ConfigError
 from crystalreasoner.generation.constraints import CompositionConstraint, CompositionTarget
 from crystalreasoner.generation.sampler import ContinuousBatchSampler, Request, SamplingParams
 from crystalreasoner.generation.stage import (
@@ -28,6 +28,7 @@ from crystalreasoner.generation.stage import (
     GeneratedSample,
     PromptSpec,
     parse_sample,
+    prompt_trace_set,
     prompts_from_table,
     prompts_from_traces,
 )
@@ -236,16 +237,10 @@ class RLStage:
             if not prompts:
                 raise ConfigError(f"the table {self.config.prompt_table} has no {self.config.task!r} prompts in {split}")
             return prompts[: self.config.max_prompts]
-        if traces_id is None:
-            traces = next((d for d in registry.lineage(checkpoint_id) if d.kind == "traces"), None)
-            if traces is None:
-                raise ArtifactNotFoundError(
-                    f"checkpoint {checkpoint_id} has no trace set in its lineage: pass the traces to use"
-                )
-            traces_id = traces.artifact_id
-        prompts = prompts_from_traces(registry.get(traces_id).location, split, self.config.task)
+        traces = prompt_trace_set(registry, checkpoint_id, traces_id)
+        prompts = prompts_from_traces(traces.location, split, self.config.task)
         if not prompts:
-            raise ConfigError(f"the trace set {traces_id} has no {self.config.task!r} prompts in {split}")
+            raise ConfigError(f"the trace set {traces.artifact_id} has no {self.config.task!r} prompts in {split}")
         return prompts[: self.config.max_prompts]
 
     def run(

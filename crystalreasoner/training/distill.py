@@ -20,9 +20,9 @@ import random
 from datasets import disable_progress_bars
 from pymatgen.core import Structure
 
-from crystalreasoner.errors import ArtifactNotFoundError, ConfigError
+from crystalreasoner.errors import ConfigError
 from crystalreasoner.evaluation.stage import EvaluateConfig, check_samples, generation_samples
-from crystalreasoner.generation.stage import GeneratedSample
+from crystalreasoner.generation.stage import GeneratedSample, prompt_trace_set
 from crystalreasoner.hashing import sha256_json
 from crystalreasoner.stores import ArtifactDoc, ArtifactKind, ArtifactRegistry
 from crystalreasoner.traces.builder import TraceConfig, TraceRecord, TraceSet
@@ -72,13 +72,12 @@ def distilled_trace_set(
 
 
 def distil(
-    registry: ArtifactRegistry, generation_id: str, *, originals: int = 1000, seed: int = 0
+    registry: ArtifactRegistry, generation_id: str, *, originals: int = 1000, seed: int = 0, traces_id: str | None = None
 ) -> ArtifactDoc:
     """Register the trace set of a generation's passing samples (see the module docstring);
-    its parents are the generation and the trace set of the checkpoint that sampled it."""
-    base_doc = next((d for d in registry.lineage(generation_id) if d.kind == ArtifactKind.TRACES), None)
-    if base_doc is None:
-        raise ArtifactNotFoundError(f"generation {generation_id} has no trace set in its lineage")
+    its parents are the generation and the trace set it extends (``traces_id``, by default the
+    one its prompts came from)."""
+    base_doc = prompt_trace_set(registry, generation_id, traces_id)
     samples = generation_samples(registry, generation_id)
     passing = passing_samples(samples)
     base = TraceSet.read_jsonl(base_doc.location, TraceConfig.model_validate(base_doc.config))

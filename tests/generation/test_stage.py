@@ -69,3 +69,35 @@ def test_a_rerun_never_overwrites_an_earlier_artifacts_files(checkpoint_dir, tin
     assert first.artifact_id != second.artifact_id and first.location != second.location
     assert evaluations[0].location != evaluations[1].location
     assert all(_files_intact(doc) for doc in docs)
+
+
+def test_generating_on_a_split_records_the_prompts_trace_set(checkpoint_dir, crysreas_home, tmp_path):
+    """`crysreas generate --split` keeps the trace set its prompts came from in the generation's
+    lineage (as the flow does), so `crysreas distil` finds it; no trace set is a clear error."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from crystalreasoner.cli import app
+    from crystalreasoner.errors import ArtifactNotFoundError
+    from crystalreasoner.generation.stage import prompt_trace_set
+    from crystalreasoner.stores import open_registry
+
+    folder = tmp_path / "traces"
+    folder.mkdir()
+    record = {"prompt": [{"role": "user", "content": "Generate NaCl."}], "formula": "NaCl",
+              "material_id": "mp-22862", "task": "conditional", "properties": {}, "variant": 0}
+    (folder / "val.jsonl").write_text(json.dumps(record) + "\n")
+    with open_registry(None) as registry:
+        traces = registry.register("traces", name="val prompts", config={}, files=[folder / "val.jsonl"], location=folder)
+    result = CliRunner().invoke(
+        app, ["generate", "--checkpoint", str(checkpoint_dir), "--traces", traces.artifact_id, "--split", "val", "-n", "1"]
+    )
+    assert result.exit_code == 0, result.output
+    with open_registry(None) as registry:
+        generation = registry.latest("generation")
+        assert generation.name == "val prompts" and traces.artifact_id in generation.parents
+        assert prompt_trace_set(registry, generation.artifact_id).artifact_id == traces.artifact_id
+        checkpoint_id = generation.parents[0]
+        with pytest.raises(ArtifactNotFoundError, match=f"checkpoint {checkpoint_id} has no trace set"):
+            prompt_trace_set(registry, checkpoint_id)
