@@ -79,9 +79,12 @@ class RLConfig(StageConfig):
     constrained: bool = False
     trl_args: dict[str, Any] = {}
 
-    def run_key(self, checkpoint_id: str) -> str:
+    def run_key(self, checkpoint_id: str, traces_id: str | None = None) -> str:
+        """Names the run folder: the same config from the same checkpoint (on the same chosen
+        trace set) resumes the same run."""
         config = self.model_dump(mode="json", exclude={"max_minutes"})
-        return sha256_json({"config": config, "checkpoint": checkpoint_id})[:16]
+        chosen = {"traces": traces_id} if traces_id else {}
+        return sha256_json({"config": config, "checkpoint": checkpoint_id, **chosen})[:16]
 
 
 class StepTimer(TrainerCallback):
@@ -256,11 +259,13 @@ class RLStage:
 
         cfg = self.config
         start_doc = registry.get(checkpoint_id)
-        run_dir = Path(run_dir or registry.spec.files_root / "runs" / f"rl-{cfg.run_key(checkpoint_id)}")
+        run_dir = Path(run_dir or registry.spec.files_root / "runs" / f"rl-{cfg.run_key(checkpoint_id, traces_id)}")
         run_dir.mkdir(parents=True, exist_ok=True)
         model, tokenizer = load_checkpoint(start_doc.location)
         model.train()
-        prompts = self.prompts(registry, checkpoint_id, traces_id)
+        # the trace set the prompts come from is a parent, so its held-out prompts go with the result
+        traces = None if cfg.prompt_table is not None else prompt_trace_set(registry, checkpoint_id, traces_id)
+        prompts = self.prompts(registry, checkpoint_id, traces.artifact_id if traces else None)
         args = trl.GRPOConfig(
             output_dir=str(run_dir / "trainer"), seed=cfg.seed, use_cpu=not torch.cuda.is_available(),
             **{**GRPO_DEFAULTS, **cfg.trl_args},
@@ -303,7 +308,7 @@ class RLStage:
             ArtifactKind.CHECKPOINT,
             name=f"rl ({cfg.reward.specialist}) from {start_doc.name}",
             config=cfg.model_dump(mode="json"),
-            parents=[checkpoint_id],
+            parents=[checkpoint_id, *([traces.artifact_id] if traces else [])],
             files=sorted(p for p in final.iterdir() if p.is_file()),
             location=final,
             summary=metrics,

@@ -24,6 +24,7 @@ def test_grpo_from_sft_logs_reward_terms_and_resumes(registry, traces_id, tmp_pa
     run_dir = tmp_path / "rl"
     doc = RLStage(config).run(registry, sft_id, run_dir=run_dir)
     assert [d.artifact_id for d in registry.lineage(doc.artifact_id)][0] == sft_id
+    assert doc.parents == [sft_id, traces_id]  # its prompts' trace set: generate --split finds it
     assert doc.summary["global_step"] == 2 and doc.summary["started_from"] == sft_id
     steps = [json.loads(line) for line in (Path(doc.location) / "reward_terms.jsonl").read_text().splitlines()]
     assert len(steps) == 2
