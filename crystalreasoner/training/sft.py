@@ -20,7 +20,7 @@ from crystalreasoner.config import StageConfig
 from crystalreasoner.hashing import sha256_json
 from crystalreasoner.stores import ArtifactDoc, ArtifactKind, ArtifactRegistry
 from crystalreasoner.traces.builder import codec_config
-from crystalreasoner.training.unlikelihood import CopyUnlikelihoodSFTTrainer
+from crystalreasoner.training.unlikelihood import BlockUnlikelihoodSFTTrainer
 from crystalreasoner.training.warmup import CopyWarmupConfig, CountWarmupConfig, warm_start
 from crystalreasoner.training.models import (
     ModelConfig,
@@ -67,6 +67,7 @@ class SFTConfig(StageConfig):
     copy_warmup: CopyWarmupConfig | None = None  # from-scratch models: learn to copy before SFT
     count_warmup: CountWarmupConfig | None = None  # then to write as many atom lines as stated
     copy_unlikelihood: float = 0.0  # weight of the unlikelihood on copying an earlier atom line
+    foreign_unlikelihood: float = 0.0  # weight of the unlikelihood on block-foreign tokens in the block
     trl_args: dict[str, Any] = {}
 
     def run_key(self, traces_id: str) -> str:
@@ -221,8 +222,10 @@ class SFTStage:
             processing_class=tokenizer,
             callbacks=[TimeBudget(cfg.max_minutes)],
         )
-        if cfg.copy_unlikelihood:
-            trainer = CopyUnlikelihoodSFTTrainer(**trainer_kwargs, copy_unlikelihood=cfg.copy_unlikelihood)
+        if cfg.copy_unlikelihood or cfg.foreign_unlikelihood:
+            trainer = BlockUnlikelihoodSFTTrainer(
+                **trainer_kwargs, copy_unlikelihood=cfg.copy_unlikelihood, foreign_unlikelihood=cfg.foreign_unlikelihood
+            )
         else:
             trainer = trl.SFTTrainer(**trainer_kwargs)
         started = time.monotonic()

@@ -1,5 +1,5 @@
-"""Unlikelihood on copying an earlier atom line: which tokens it penalises, its exact value, and an
-SFT run that trains with it."""
+"""Unlikelihood on copying an earlier atom line and on block-foreign tokens: which tokens they
+penalise, their exact values, and an SFT run that trains with them."""
 
 from __future__ import annotations
 
@@ -13,7 +13,13 @@ from transformers import AutoTokenizer
 from crystalreasoner.checkpoints import shipped_checkpoint
 from crystalreasoner.training.sft import SFTConfig, SFTStage
 from crystalreasoner.training.tokenizer import BlockTokens
-from crystalreasoner.training.unlikelihood import IGNORE, CopyUnlikelihood, copy_negatives
+from crystalreasoner.training.unlikelihood import (
+    IGNORE,
+    BlockUnlikelihood,
+    block_targets,
+    copy_negatives,
+    foreign_token_ids,
+)
 
 from .conftest import TINY_MODEL
 
@@ -62,11 +68,11 @@ def test_loss_is_cross_entropy_plus_weighted_unlikelihood_exactly():
     labels = torch.tensor([_labels(tokenizer)])
     vocab = len(tokenizer)
     uniform = torch.zeros(1, labels.shape[1], vocab)
-    loss, unlikelihood, p_copy = CopyUnlikelihood(tokenizer, weight=0.5)(uniform, labels)
+    loss, logged = BlockUnlikelihood(tokenizer, weight=0.5)(uniform, labels)
     # the copy digit is one of the ten digits: p = 1/10 among them, whatever the vocabulary
     assert abs(loss.item() - (math.log(vocab) + 0.5 * -math.log(0.9))) < 1e-5
-    assert abs(unlikelihood + math.log(0.9)) < 1e-6 and abs(p_copy - 0.1) < 1e-7
-    assert abs(CopyUnlikelihood(tokenizer, weight=0.0)(uniform, labels)[0].item() - math.log(vocab)) < 1e-5
+    assert abs(logged["copy_unlikelihood"] + math.log(0.9)) < 1e-6 and abs(logged["p_copy"] - 0.1) < 1e-7
+    assert abs(BlockUnlikelihood(tokenizer, weight=0.0)(uniform, labels)[0].item() - math.log(vocab)) < 1e-5
 
 
 def test_a_gradient_step_lowers_the_copy_probability():
@@ -76,23 +82,43 @@ def test_a_gradient_step_lowers_the_copy_probability():
     logits = torch.zeros(1, labels.shape[1], len(tokenizer))
     logits[0, position - 1, token] = 8.0  # the model would copy
     logits.requires_grad_(True)
-    CopyUnlikelihood(tokenizer, weight=1.0)(logits, labels)[0].backward()
+    BlockUnlikelihood(tokenizer, weight=1.0)(logits, labels)[0].backward()
     assert logits.grad[0, position - 1, token] > 0  # descent lowers it
     assert logits.grad[0, position - 1, labels[0, position]] < 0  # and raises the real digit
     (newline,) = tokenizer("\n", add_special_tokens=False)["input_ids"]
     unlikelihood_only = logits.grad[0, position - 1].clone()
     logits.grad = None
-    CopyUnlikelihood(tokenizer, weight=0.0)(logits, labels)[0].backward()
+    BlockUnlikelihood(tokenizer, weight=0.0)(logits, labels)[0].backward()
     unlikelihood_only -= logits.grad[0, position - 1]
     # the mass the copy loses goes to the other digits, not to ending the line
     assert unlikelihood_only[newline] == 0 and (unlikelihood_only[[t for t in range(len(tokenizer)) if t != token]] <= 0).all()
 
 
-def test_sft_trains_with_the_copy_unlikelihood(registry, traces_id):
-    config = SFTConfig(model=TINY_MODEL, max_length=512, eval_samples=2, copy_unlikelihood=1.0,
+def test_block_foreign_tokens_and_their_exact_term():
+    tokenizer = _tokenizer()
+    block = BlockTokens.of(tokenizer)
+    foreign = set(foreign_token_ids(block))
+    texts = block.texts
+    assert block.end_id not in foreign and block.start_id in foreign and tokenizer.eos_token_id in foreign
+    assert {t for t, text in enumerate(texts) if "Å" in text or ":" in text} <= foreign
+    assert not foreign & {t for t, text in enumerate(texts) if text in ("0", "7", ".", " ", "\n", "Na", "Cl", "P")}
+    labels = _labels(tokenizer)
+    positions = block_targets(labels, block)
+    assert texts[labels[positions[0] - 1]] == "<CIF>" and labels[positions[-1]] == block.end_id
+    assert block_targets(labels[:10], block) == []
+    uniform = torch.zeros(1, len(labels), len(tokenizer))
+    loss, logged = BlockUnlikelihood(tokenizer, weight=0.0, foreign_weight=0.5)(uniform, torch.tensor([labels]))
+    share = len(foreign) / len(tokenizer)  # every block position: p(foreign) = that share
+    assert abs(logged["p_foreign"] - share) < 1e-6 and "p_copy" not in logged
+    assert abs(loss.item() - (math.log(len(tokenizer)) - 0.5 * math.log(1 - share))) < 1e-5
+
+
+def test_sft_trains_with_the_block_unlikelihoods(registry, traces_id):
+    config = SFTConfig(model=TINY_MODEL, max_length=512, eval_samples=2, copy_unlikelihood=1.0, foreign_unlikelihood=1.0,
                        trl_args={"logging_steps": 1, "eval_steps": 1000, "per_device_train_batch_size": 4,
                                  "max_steps": 2, "save_steps": 100})
     doc = SFTStage(config).run(registry, traces_id)
     assert doc.summary["global_step"] == 2 and math.isfinite(doc.summary["eval_loss"])
     history = json.loads((Path(doc.location) / "log_history.json").read_text())
     assert any(entry.get("copy_unlikelihood", 0) > 0 for entry in history)
+    assert any(entry.get("foreign_unlikelihood", 0) > 0 for entry in history)
