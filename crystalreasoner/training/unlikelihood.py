@@ -13,6 +13,8 @@ digit: against the whole vocabulary the model learnt to escape a copy by ending 
 A second, optional term (``SFTConfig.foreign_unlikelihood``) lowers, at every labelled position
 inside the block, the total probability of tokens a block never contains: a quarter of the
 parse failures of tiny-cpu-unlikelihood are trace text written into a coordinate (``0.45 Å.53``).
+Measured no better (one epoch at 1e-4 with it at 1.0: parse 96.4 -> 96.1 %, paired -0.3 ± 0.5):
+that probability is ~3e-5 per block position teacher-forced, so the term hardly moves the weights.
 """
 
 from __future__ import annotations
