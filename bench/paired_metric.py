@@ -16,10 +16,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 from collections import defaultdict
 from pathlib import Path
 
+from crystalreasoner.evaluation.metrics import mean_and_stderr
 from crystalreasoner.evaluation.report import TABLE_COLUMNS
 from crystalreasoner.stores import open_registry
 
@@ -69,8 +69,7 @@ def main() -> None:
     for metric in args.metrics:
         prompts = sorted(set(before[metric]) & set(after[metric]))
         diffs = [after[metric][p] - before[metric][p] for p in prompts]
-        mean = sum(diffs) / len(diffs)
-        stderr = math.sqrt(sum((d - mean) ** 2 for d in diffs) / max(len(diffs) - 1, 1) / len(diffs))
+        mean, stderr = mean_and_stderr(diffs)
         b = sum(before[metric][p] for p in prompts) / len(prompts)
         a = sum(after[metric][p] for p in prompts) / len(prompts)
         print(f"| {metric} | {100 * b:.1f} | {100 * a:.1f} | {100 * mean:+.1f} ± {100 * stderr:.1f} | {len(prompts)} |")

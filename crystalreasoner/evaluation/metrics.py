@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from pymatgen.core import Composition, Structure
 
@@ -69,6 +69,12 @@ def cheap_metrics(sample: GeneratedSample, *, coordination: bool = False) -> dic
     return metrics
 
 
+def mean_and_stderr(values: Sequence[float]) -> tuple[float, float]:
+    """The mean and its standard error (sample variance, n - 1; 0 for a single value)."""
+    mean = sum(values) / len(values)
+    return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / max(len(values) - 1, 1) / len(values))
+
+
 def aggregate(per_sample: Iterable[tuple[int, dict[str, int]]]) -> dict[str, dict[str, float]]:
     """``(prompt_index, metrics)`` pairs -> {metric: {mean, stderr}} in percent, per-prompt first."""
     by_prompt: dict[int, list[dict[str, int]]] = defaultdict(list)
@@ -77,8 +83,6 @@ def aggregate(per_sample: Iterable[tuple[int, dict[str, int]]]) -> dict[str, dic
     names = sorted({name for rows in by_prompt.values() for row in rows for name in row})
     table = {}
     for name in names:
-        means = [sum(r.get(name, 0) for r in rows) / len(rows) for rows in by_prompt.values()]
-        mean = sum(means) / len(means)
-        var = sum((m - mean) ** 2 for m in means) / max(len(means) - 1, 1)
-        table[name] = {"mean": 100 * mean, "stderr": 100 * math.sqrt(var / len(means))}
+        mean, stderr = mean_and_stderr([sum(r.get(name, 0) for r in rows) / len(rows) for rows in by_prompt.values()])
+        table[name] = {"mean": 100 * mean, "stderr": 100 * stderr}
     return table

@@ -3,13 +3,12 @@ seed for each, scored by the RL reward and the evaluation's checks (one source o
 
 from __future__ import annotations
 
-import math
 from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from crystalreasoner.evaluation.metrics import aggregate
+from crystalreasoner.evaluation.metrics import aggregate, mean_and_stderr
 from crystalreasoner.evaluation.stage import EvaluateConfig, check_samples
 from crystalreasoner.generation.stage import GenerateConfig, GenerateStage, PromptSpec, load_samples
 from crystalreasoner.rl.reward import RewardConfig, group_rewards
@@ -38,8 +37,7 @@ def score_checkpoint(
     for sample, breakdown in zip(samples, rewards):
         by_prompt[sample.prompt_index].append(breakdown.reward)
     means = [sum(v) / len(v) for v in by_prompt.values()]
-    mean = sum(means) / len(means)
-    stderr = math.sqrt(sum((m - mean) ** 2 for m in means) / max(len(means) - 1, 1) / len(means))
+    mean, stderr = mean_and_stderr(means)
     e_hull = [b.e_above_hull for b in rewards if b.e_above_hull is not None]
     return {
         "checkpoint": checkpoint_id,
@@ -58,6 +56,5 @@ def score_checkpoint(
 def paired_difference(before: dict[str, Any], after: dict[str, Any]) -> dict[str, float]:
     """Mean and standard error of the per-prompt reward differences (after - before)."""
     diffs = [b - a for a, b in zip(before["per_prompt_reward"], after["per_prompt_reward"])]
-    mean = sum(diffs) / len(diffs)
-    stderr = math.sqrt(sum((d - mean) ** 2 for d in diffs) / max(len(diffs) - 1, 1) / len(diffs))
+    mean, stderr = mean_and_stderr(diffs)
     return {"mean": mean, "stderr": stderr, "prompts": len(diffs)}

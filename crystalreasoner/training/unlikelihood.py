@@ -1,4 +1,5 @@
-"""Token-level unlikelihood against copying an earlier atom line (Welleck et al. 2019).
+"""Token-level unlikelihood inside the structure block (Welleck et al. 2019): against copying an
+earlier atom line and, optionally, against tokens a block never contains.
 
 The composition-conditioned tiny models lose most structures to collisions, and in most of
 those two atoms sit on exactly the same coordinates (225 of tiny-cpu-restated's 272 invalid val
@@ -80,13 +81,12 @@ def copy_negatives(ids: Sequence[int], block: BlockTokens) -> list[tuple[int, in
 
 def _atom_line_coordinates(ids, block: BlockTokens) -> list[list[int]]:
     """Positions of each atom line's coordinate tokens, in order."""
-    try:
-        start = list(ids).index(block.start_id) + 1
-    except ValueError:
+    positions = block_targets(ids, block)
+    if not positions:
         return []
     lines, current = [], []
-    for position in range(start, len(ids)):
-        if ids[position] in (block.end_id, IGNORE):
+    for position in positions:
+        if ids[position] == block.end_id:
             break
         if "\n" in block.texts[ids[position]]:
             lines.append(current)
@@ -166,28 +166,33 @@ class BlockUnlikelihood:
         return loss, logged
 
     def _copy_term(self, logits: torch.Tensor, labels: torch.Tensor):
-        rows, positions, digits = [], [], []
-        for row, row_labels in enumerate(labels.tolist()):
-            for position, token in copy_negatives(row_labels, self.block):
-                if token in self.digit_index:
-                    rows.append(row)
-                    positions.append(position - 1)  # the logits one step earlier predict it
-                    digits.append(self.digit_index[token])
-        if not rows:
+        points = [
+            (row, position, self.digit_index[token])
+            for row, row_labels in enumerate(labels.tolist())
+            for position, token in copy_negatives(row_labels, self.block)
+            if token in self.digit_index
+        ]
+        if not points:
             return logits.new_zeros(()), 0.0, 0.0
-        log_probs = F.log_softmax(logits[rows, positions][:, self.digit_ids], dim=-1)
-        return _unlikelihood(log_probs[torch.arange(len(rows)), digits].exp())
+        log_probs = F.log_softmax(_predicting(logits, points)[:, self.digit_ids], dim=-1)
+        digits = [digit for _, _, digit in points]
+        return _unlikelihood(log_probs[torch.arange(len(points)), digits].exp())
 
     def _foreign_term(self, logits: torch.Tensor, labels: torch.Tensor):
-        rows, positions = [], []
-        for row, row_labels in enumerate(labels.tolist()):
-            for position in block_targets(row_labels, self.block):
-                rows.append(row)
-                positions.append(position - 1)  # the logits one step earlier predict it
-        if not rows:
+        points = [
+            (row, position)
+            for row, row_labels in enumerate(labels.tolist())
+            for position in block_targets(row_labels, self.block)
+        ]
+        if not points:
             return logits.new_zeros(()), 0.0, 0.0
-        log_probs = F.log_softmax(logits[rows, positions], dim=-1)
+        log_probs = F.log_softmax(_predicting(logits, points), dim=-1)
         return _unlikelihood(torch.logsumexp(log_probs[:, self.foreign_ids], dim=-1).exp())
+
+
+def _predicting(logits: torch.Tensor, points: list[tuple]) -> torch.Tensor:
+    """The logits that predict the token at each ``(row, position, ...)``: one step earlier."""
+    return logits[[point[0] for point in points], [point[1] - 1 for point in points]]
 
 
 def _unlikelihood(p: torch.Tensor) -> tuple[torch.Tensor, float, float]:
