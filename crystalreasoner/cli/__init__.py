@@ -202,14 +202,15 @@ def rl(
 
 @app.command()
 def distil(
-    generation_id: Annotated[str, typer.Argument(help="A generation of the training prompts (generate --split train).")],
+    generation_ids: Annotated[list[str], typer.Argument(help="Generations of the training prompts (generate --split train).")],
     originals: Annotated[int, typer.Option(help="Original training records kept beside the passing samples.")] = 1000,
     seed: Annotated[int, typer.Option(help="Which originals are drawn.")] = 0,
     traces_id: Annotated[str | None, typer.Option("--traces", help="The trace set whose training split is extended (default: the generation's).")] = None,
     store: StoreOption = None,
 ) -> None:
-    """A trace set of the generation's samples that pass the checks (parsed, structurally valid,
-    SMACT, composition), for a short SFT from the checkpoint that wrote them."""
+    """A trace set of the generations' samples that pass the checks (parsed, structurally valid,
+    SMACT, composition), for a short SFT from the checkpoint that wrote them; the unreadable ones
+    whose block departs from the written form go to its ``rejected`` split."""
     from rich.console import Console
 
     from crystalreasoner.errors import CrystalReasonerError
@@ -218,7 +219,7 @@ def distil(
     console = Console()
     try:
         with _registry(store) as registry:
-            doc = distil_set(registry, generation_id, originals=originals, seed=seed, traces_id=traces_id)
+            doc = distil_set(registry, generation_ids, originals=originals, seed=seed, traces_id=traces_id)
     except CrystalReasonerError as exc:
         raise _fail(exc) from exc
     console.print(f"[green]traces[/] {doc.artifact_id} -> {doc.location}")

@@ -7,6 +7,7 @@ from crystalreasoner.data.codec import (
     decode_structure,
     encode_structure,
     find_structure_block,
+    first_departure,
 )
 from crystalreasoner.data.datasets import (
     DATASETS,
@@ -50,6 +51,7 @@ __all__ = [
     "decode_structure",
     "encode_structure",
     "find_structure_block",
+    "first_departure",
     "hash_split",
     "list_datasets",
     "load_cdvae_csv",

@@ -36,8 +36,10 @@ import math
 import re
 from collections import Counter
 from dataclasses import dataclass
+from functools import cache
 from typing import Literal, get_args
 
+import regex
 from pymatgen.core import Element, Lattice, PeriodicSite, Structure
 
 from crystalreasoner.errors import CodecError, ConfigError
@@ -138,6 +140,51 @@ def encode_structure(structure: Structure, config: CodecConfig = CodecConfig()) 
         lines.append(f"{symbol}{label[config.site_labels]} 1 {coords}")
     lines.append(STRUCTURE_END)
     return "\n".join(lines)
+
+
+def first_departure(text: str, config: CodecConfig) -> int | None:
+    """Where ``text``'s first structure block stops being a prefix of what ``encode_structure``
+    writes with ``config``: the offset of the first character no such block could have there
+    (``54`` where an atom line's element symbol belongs, ``Å`` inside a coordinate, a sixth
+    field). None without a block, or when the block, complete or cut short, is written as the
+    encoder writes. Values the format cannot judge character by character (angles that make no
+    cell) are not departures."""
+    start = text.find(STRUCTURE_START)
+    if start < 0:
+        return None
+    block = text[start:]
+    end = block.find(STRUCTURE_END)
+    if end >= 0:
+        block = block[: end + len(STRUCTURE_END)]
+    form = _written_form(config)
+    if form.fullmatch(block, partial=True):
+        return None
+    viable, beyond = 0, len(block)  # the longest viable prefix is at least ``viable``, below ``beyond``
+    while beyond - viable > 1:
+        middle = (viable + beyond) // 2
+        if form.fullmatch(block[:middle], partial=True):
+            viable = middle
+        else:
+            beyond = middle
+    return start + viable
+
+
+@cache
+def _written_form(config: CodecConfig) -> regex.Pattern:
+    """The blocks ``encode_structure`` can write with ``config``, as one pattern (fixed decimals,
+    coordinates in [0, 1), one space between fields, no blank lines)."""
+
+    def fixed(decimals: int) -> str:
+        return "[0-9]+" + (f"\\.[0-9]{{{decimals}}}" if decimals else "")
+
+    symbols = "|".join(sorted((e.symbol for e in Element if Element.is_valid_symbol(e.symbol)), key=len, reverse=True))
+    label = "" if config.site_labels == "none" else "[1-9][0-9]*"
+    coordinate = "0" + (f"\\.[0-9]{{{config.coord_decimals}}}" if config.coord_decimals else "")
+    numbers = " ".join([fixed(config.lattice_decimals)] * 3)
+    atom = f"(?:{symbols}){label} 1 {coordinate} {coordinate} {coordinate}"
+    return regex.compile(
+        f"{re.escape(STRUCTURE_START)}\\n{SPACE_GROUP}\\n{numbers}\\n{numbers}\\n(?:{atom}\\n)+{re.escape(STRUCTURE_END)}"
+    )
 
 
 def _element(site: PeriodicSite, index: int) -> Element:

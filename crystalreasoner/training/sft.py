@@ -17,10 +17,11 @@ import torch
 from transformers import TrainerCallback
 
 from crystalreasoner.config import StageConfig
+from crystalreasoner.errors import ConfigError
 from crystalreasoner.hashing import sha256_json
 from crystalreasoner.stores import ArtifactDoc, ArtifactKind, ArtifactRegistry
 from crystalreasoner.traces.builder import codec_config
-from crystalreasoner.training.unlikelihood import BlockUnlikelihoodSFTTrainer
+from crystalreasoner.training.unlikelihood import BlockUnlikelihoodSFTTrainer, rejected_tokens
 from crystalreasoner.training.warmup import CopyWarmupConfig, CountWarmupConfig, warm_start
 from crystalreasoner.training.models import (
     ModelConfig,
@@ -68,6 +69,8 @@ class SFTConfig(StageConfig):
     count_warmup: CountWarmupConfig | None = None  # then to write as many atom lines as stated
     copy_unlikelihood: float = 0.0  # weight of the unlikelihood on copying an earlier atom line
     foreign_unlikelihood: float = 0.0  # weight of the unlikelihood on block-foreign tokens in the block
+    rejected_unlikelihood: float = 0.0  # weight of the unlikelihood on the rejected split's departure tokens
+    rejected_per_step: int = 8  # rejected answers per training step
     trl_args: dict[str, Any] = {}
 
     def run_key(self, traces_id: str) -> str:
@@ -222,9 +225,20 @@ class SFTStage:
             processing_class=tokenizer,
             callbacks=[TimeBudget(cfg.max_minutes)],
         )
-        if cfg.copy_unlikelihood or cfg.foreign_unlikelihood:
+        rejected = []
+        if cfg.rejected_unlikelihood:
+            if "rejected" not in data:
+                raise ConfigError(
+                    f"rejected_unlikelihood is set but trace set {traces_id} has no rejected split "
+                    "(crysreas distil writes one)"
+                )
+            rejected = rejected_tokens(
+                tokenizer, data["rejected"]["prompt"], data["rejected"]["completion"], codec_config(traces.config)
+            )
+        if cfg.copy_unlikelihood or cfg.foreign_unlikelihood or rejected:
             trainer = BlockUnlikelihoodSFTTrainer(
-                **trainer_kwargs, copy_unlikelihood=cfg.copy_unlikelihood, foreign_unlikelihood=cfg.foreign_unlikelihood
+                **trainer_kwargs, copy_unlikelihood=cfg.copy_unlikelihood, foreign_unlikelihood=cfg.foreign_unlikelihood,
+                rejected=rejected, rejected_weight=cfg.rejected_unlikelihood, rejected_per_step=cfg.rejected_per_step,
             )
         else:
             trainer = trl.SFTTrainer(**trainer_kwargs)

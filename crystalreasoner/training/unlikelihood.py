@@ -16,18 +16,28 @@ inside the block, the total probability of tokens a block never contains: a quar
 parse failures of tiny-cpu-unlikelihood are trace text written into a coordinate (``0.45 Å.53``).
 Measured no better (one epoch at 1e-4 with it at 1.0: parse 96.4 -> 96.1 %, paired -0.3 ± 0.5):
 that probability is ~3e-5 per block position teacher-forced, so the term hardly moves the weights.
+
+A third (``SFTConfig.rejected_unlikelihood``) works on the model's own mistakes instead of the
+data's contexts: for answers it wrote that the codec cannot read (a distilled trace set's
+``rejected`` split), the token where the block departed from the written form (``54`` where an
+element symbol belongs, ``Volume:`` as an atom line) is lowered in the context the model wrote
+it in, a few such contexts per step.
 """
 
 from __future__ import annotations
 
+import itertools
+import random
 import string
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 import trl
 from transformers import PreTrainedTokenizerBase
 
+from crystalreasoner.data.codec import CodecConfig, first_departure
 from crystalreasoner.training.tokenizer import BlockTokens
 
 IGNORE = -100
@@ -114,19 +124,85 @@ def _coordinates(line: list[int], ids, pieces) -> list[int]:
     return kept
 
 
+@dataclass(frozen=True)
+class RejectedToken:
+    """Where one of the model's own answers went wrong: the prompt and answer up to there, and
+    the token it wrote next."""
+
+    context: list[int]
+    token: int
+
+
+def rejected_tokens(
+    tokenizer: PreTrainedTokenizerBase,
+    prompts: Sequence[list[dict[str, str]]],
+    completions: Sequence[list[dict[str, str]]],
+    codec: CodecConfig,
+) -> list[RejectedToken]:
+    """The departure token of each answer whose block departs from the written form, in the
+    context the sampler gave the model (the chat prompt with its generation prompt)."""
+    rejected = []
+    for prompt, completion in zip(prompts, completions, strict=True):
+        text = completion[0]["content"]
+        departure = first_departure(text, codec)
+        if departure is None:
+            continue
+        chat = tokenizer.apply_chat_template(prompt, add_generation_prompt=True, tokenize=False)
+        context = tokenizer(chat, add_special_tokens=False)["input_ids"]
+        answer = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+        index = next(k for k, (_, end) in enumerate(answer["offset_mapping"]) if end > departure)
+        rejected.append(RejectedToken(context + answer["input_ids"][:index], answer["input_ids"][index]))
+    return rejected
+
+
+def rejected_unlikelihood(model, batch: Sequence[RejectedToken], pad_id: int) -> tuple[torch.Tensor, float, float]:
+    """The mean of ``-log(1 - p)`` over ``batch``, ``p`` the model's probability of each
+    rejected token after its context (right-padded, so positions are unchanged)."""
+    lengths = torch.tensor([len(r.context) for r in batch])
+    ids = torch.full((len(batch), int(lengths.max())), pad_id)
+    for row, r in enumerate(batch):
+        ids[row, : len(r.context)] = torch.tensor(r.context)
+    mask = torch.arange(ids.shape[1])[None, :] < lengths[:, None]
+    device = next(model.parameters()).device
+    logits = model(input_ids=ids.to(device), attention_mask=mask.long().to(device), use_cache=False).logits
+    last = logits[torch.arange(len(batch)), (lengths - 1).to(device)].float()
+    tokens = torch.tensor([r.token for r in batch], device=device)
+    return _unlikelihood(F.log_softmax(last, dim=-1)[torch.arange(len(batch)), tokens].exp())
+
+
 class BlockUnlikelihoodSFTTrainer(trl.SFTTrainer):
-    """``SFTTrainer`` whose loss is ``BlockUnlikelihood``'s; its terms are logged
-    (``copy_unlikelihood``, ``p_copy``, ``foreign_unlikelihood``, ``p_foreign``).
+    """``SFTTrainer`` whose loss is ``BlockUnlikelihood``'s, plus, on training steps,
+    ``rejected_weight`` times ``rejected_unlikelihood`` on the next ``rejected_per_step`` of
+    ``rejected`` (a shuffled cycle); its terms are logged (``copy_unlikelihood``, ``p_copy``,
+    ``foreign_unlikelihood``, ``p_foreign``, ``rejected_unlikelihood``, ``p_rejected``).
     It computes the full logits itself, so TRL's entropy and token-accuracy metrics are not logged."""
 
-    def __init__(self, *args, copy_unlikelihood: float, foreign_unlikelihood: float = 0.0, **kwargs):
+    def __init__(
+        self,
+        *args,
+        copy_unlikelihood: float,
+        foreign_unlikelihood: float = 0.0,
+        rejected: Sequence[RejectedToken] = (),
+        rejected_weight: float = 0.0,
+        rejected_per_step: int = 8,
+        **kwargs,
+    ):
         super().__init__(*args, **kwargs)
         self.block_loss = BlockUnlikelihood(self.processing_class, copy_unlikelihood, foreign_unlikelihood)
+        self.rejected_weight = rejected_weight if rejected else 0.0
+        self.rejected_per_step = rejected_per_step
+        self._rejected = _shuffled_cycle(list(rejected), self.args.seed)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         labels = inputs["labels"]
         outputs = model(**{k: v for k, v in inputs.items() if k != "labels"}, use_cache=False)
         loss, logged = self.block_loss(outputs.logits, labels, num_items_in_batch)
+        if model.training and self.rejected_weight:
+            batch = list(itertools.islice(self._rejected, self.rejected_per_step))
+            term, logged["rejected_unlikelihood"], logged["p_rejected"] = rejected_unlikelihood(
+                model, batch, self.processing_class.pad_token_id
+            )
+            loss = loss + self.rejected_weight * term
         mode = "train" if model.training else "eval"
         for name, value in logged.items():
             self._metrics[mode][name].append(value)
@@ -188,6 +264,13 @@ class BlockUnlikelihood:
             return logits.new_zeros(()), 0.0, 0.0
         log_probs = F.log_softmax(_predicting(logits, points), dim=-1)
         return _unlikelihood(torch.logsumexp(log_probs[:, self.foreign_ids], dim=-1).exp())
+
+
+def _shuffled_cycle(items: list, seed: int) -> Iterator:
+    """The items in a new random order on each pass, forever (nothing when there are none)."""
+    rng = random.Random(seed)
+    while items:
+        yield from rng.sample(items, len(items))
 
 
 def _predicting(logits: torch.Tensor, points: list[tuple]) -> torch.Tensor:

@@ -8,6 +8,7 @@ from crystalreasoner.data import (
     decode_structure,
     encode_structure,
     find_structure_block,
+    first_departure,
 )
 from crystalreasoner.errors import CodecError, ConfigError
 
@@ -45,6 +46,33 @@ def test_site_labels_number_each_element_and_decode_to_the_same_structure(site_l
     assert decoded.frac_coords.tolist() == structure.frac_coords.tolist()
     with pytest.raises(ConfigError, match="site_labels must be one of none, ascending, remaining, got True"):
         CodecConfig(site_labels=True)
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "departure"),
+    [
+        ("Mg1 1", "54 1", "54 1"),  # a number where an element symbol belongs
+        ("O2 1 0.0 0.5", "O2 1 0.0 Å.5", "Å.5"),  # trace text inside a coordinate
+        ("Mg1 1 0.5 0.5 0.0", "Mg1 1 0.5 0.5 0.0 0.3", " 0.3"),  # a sixth field
+        ("Mg2 1", "Mg Tb2 1", " Tb2"),  # an element symbol with no label
+        ("O1 1 0.0 0.0 0.5\n", "O1 1 0.0 0.0 0.5\nVolume: 64 Å^3\n", "olume"),  # V is vanadium, Vo nothing
+        ("\n4 4 4\n", "\n4 4.0 4\n", ".0 4"),  # a decimal the encoder does not write
+    ],
+)
+def test_first_departure_is_where_a_block_leaves_the_written_form(old, new, departure):
+    structure = Structure(
+        Lattice.cubic(4), ["Mg", "O", "Mg", "O", "O"], [[0, 0, 0], [0.5, 0, 0], [0.5, 0.5, 0], [0, 0.5, 0], [0, 0, 0.5]]
+    )
+    config = CodecConfig(coord_decimals=1, lattice_decimals=0, site_labels="remaining")
+    text = "<think>\nSites to write: Mg2 O3.\n</think>\n" + encode_structure(structure, config)
+    assert first_departure(text, config) is None
+    assert first_departure(text[:-20], config) is None  # cut short, but as the encoder writes
+    assert first_departure(text.replace("90 90 90", "120 60 60"), config) is None  # no cell, but not a departure
+    assert first_departure("no block at all", config) is None
+    broken = text.replace(old, new, 1)
+    assert broken != text
+    offset = first_departure(broken, config)
+    assert offset is not None and broken[offset:].startswith(departure)
 
 
 def test_encode_wraps_coordinates_and_never_writes_negative_zero():

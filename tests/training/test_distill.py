@@ -47,11 +47,13 @@ def test_distil_keeps_the_passing_samples_next_to_drawn_originals(tmp_path, crys
             ArtifactKind.GENERATION, name="gen", config={}, parents=[checkpoint.artifact_id],
             files=[tmp_path / "gen" / "samples.jsonl"], location=tmp_path / "gen",
         )
-        doc = distil(registry, generation.artifact_id, originals=2)
+        doc = distil(registry, [generation.artifact_id], originals=2)
         assert [d.artifact_id for d in registry.lineage(doc.artifact_id)][:2] == [generation.artifact_id, traces.artifact_id]
     assert doc.summary["passing"] == 3 and doc.summary["originals"] == 2 and doc.summary["samples"] == 6
+    assert doc.summary["rejected"] == 1  # the unreadable block departs at "broken"; the site twice parses
     data = load_from_disk(f"{doc.location}/hf")
     answers = [c[0]["content"] for c in data["train"]["completion"]]
     assert sorted(a for a in answers if a in good) == sorted(good)  # each passing sample once
     assert twice not in answers and len(answers) == 5  # + 2 of the 5 originals
     assert data["val"]["formula"] == ["KCl"]  # held-out prompts as in the base set
+    assert [c[0]["content"] for c in data["rejected"]["completion"]] == ["<CIF>\nP1\nbroken"]

@@ -1,5 +1,6 @@
-"""Unlikelihood on copying an earlier atom line and on block-foreign tokens: which tokens they
-penalise, their exact values, and an SFT run that trains with them."""
+"""Unlikelihood on copying an earlier atom line, on block-foreign tokens and on the model's own
+departures from the written form: which tokens they penalise, their exact values, and an SFT run
+that trains with them."""
 
 from __future__ import annotations
 
@@ -7,18 +8,26 @@ import json
 import math
 from pathlib import Path
 
+import pytest
 import torch
+from datasets import load_from_disk
 from transformers import AutoTokenizer
 
 from crystalreasoner.checkpoints import shipped_checkpoint
+from crystalreasoner.data import CodecConfig
+from crystalreasoner.errors import ConfigError
+from crystalreasoner.stores import ArtifactKind
 from crystalreasoner.training.sft import SFTConfig, SFTStage
 from crystalreasoner.training.tokenizer import BlockTokens
 from crystalreasoner.training.unlikelihood import (
     IGNORE,
     BlockUnlikelihood,
+    RejectedToken,
     block_targets,
     copy_negatives,
     foreign_token_ids,
+    rejected_tokens,
+    rejected_unlikelihood,
 )
 
 from .conftest import TINY_MODEL
@@ -113,12 +122,59 @@ def test_block_foreign_tokens_and_their_exact_term():
     assert abs(loss.item() - (math.log(len(tokenizer)) - 0.5 * math.log(1 - share))) < 1e-5
 
 
+def test_the_rejected_token_is_where_the_models_block_departed():
+    tokenizer = _tokenizer()
+    prompt = [{"role": "user", "content": "Make NaCl2."}]
+    broken = BLOCK.replace("Cl2 1 0.0000 0.5000 0.5000", "Cl2 1 0.0000 0.5000 Å.5000")
+    codec = CodecConfig(coord_decimals=4, lattice_decimals=3, site_labels="remaining")
+    answers = [[{"role": "assistant", "content": text}] for text in (BLOCK, broken)]
+    (rejected,) = rejected_tokens(tokenizer, [prompt, prompt], answers, codec)  # the readable answer has none
+    chat = tokenizer.apply_chat_template(prompt, add_generation_prompt=True, tokenize=False)
+    written = tokenizer.decode(rejected.context + [rejected.token], skip_special_tokens=False)
+    assert (chat + broken).startswith(written) and written.endswith("Å")  # the token is " Å": the space comes with it
+    assert "Å" not in tokenizer.decode(rejected.context[-40:])
+
+
+class _Echo(torch.nn.Module):
+    """Logits that predict the current input token again, strongly."""
+
+    def __init__(self, vocab: int):
+        super().__init__()
+        self.vocab = vocab
+        self.scale = torch.nn.Parameter(torch.tensor(10.0))
+
+    def forward(self, input_ids, attention_mask, use_cache):
+        return type("Out", (), {"logits": self.scale * torch.nn.functional.one_hot(input_ids, self.vocab).float()})
+
+
+def test_rejected_unlikelihood_reads_each_context_at_its_own_last_position():
+    vocab, pad = 12, 0
+    batch = [RejectedToken([5, 6, 7], 7), RejectedToken([5, 6], 9)]  # right-padded to three
+    term, value, p_mean = rejected_unlikelihood(_Echo(vocab), batch, pad)
+    high, low = (math.exp(10) / (math.exp(10) + vocab - 1), 1 / (math.exp(10) + vocab - 1))
+    assert abs(p_mean - (high + low) / 2) < 1e-6
+    assert abs(term.item() - -(math.log(1 - high) + math.log(1 - low)) / 2) < 1e-4 and value == term.item()
+
+
 def test_sft_trains_with_the_block_unlikelihoods(registry, traces_id):
+    base = registry.get(traces_id)
+    data = load_from_disk(f"{base.location}/hf")
+    bad = [c[0]["content"].replace("</CIF>", "Volume: 9\n</CIF>") for c in data["train"]["completion"][:3]]
+    data["rejected"] = data["train"].select(range(3)).map(
+        lambda row, k: {"completion": [{"role": "assistant", "content": bad[k]}]}, with_indices=True
+    )
+    data.save_to_disk(str(registry.spec.files_root / "with-rejected" / "hf"))
+    with_rejected = registry.register(
+        ArtifactKind.TRACES, name="with rejected", config=base.config, location=registry.spec.files_root / "with-rejected"
+    )
     config = SFTConfig(model=TINY_MODEL, max_length=512, eval_samples=2, copy_unlikelihood=1.0, foreign_unlikelihood=1.0,
+                       rejected_unlikelihood=1.0, rejected_per_step=2,
                        trl_args={"logging_steps": 1, "eval_steps": 1000, "per_device_train_batch_size": 4,
                                  "max_steps": 2, "save_steps": 100})
-    doc = SFTStage(config).run(registry, traces_id)
+    doc = SFTStage(config).run(registry, with_rejected.artifact_id)
     assert doc.summary["global_step"] == 2 and math.isfinite(doc.summary["eval_loss"])
     history = json.loads((Path(doc.location) / "log_history.json").read_text())
-    assert any(entry.get("copy_unlikelihood", 0) > 0 for entry in history)
-    assert any(entry.get("foreign_unlikelihood", 0) > 0 for entry in history)
+    for term in ("copy_unlikelihood", "foreign_unlikelihood", "rejected_unlikelihood"):
+        assert any(entry.get(term, 0) > 0 for entry in history), term
+    with pytest.raises(ConfigError, match=f"trace set {traces_id} has no rejected split"):
+        SFTStage(config).run(registry, traces_id)
