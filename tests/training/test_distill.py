@@ -1,5 +1,6 @@
-"""Self-distillation keeps exactly the samples that pass the report's checks and registers a
-trace set the SFT stage reads, with the held-out prompts of the set it came from."""
+"""Self-distillation keeps exactly the samples that pass the report's checks, and the unreadable
+ones as a rejected split, and registers a trace set the SFT stage reads, with the held-out
+prompts of the set it came from."""
 
 import json
 from dataclasses import asdict
