@@ -57,7 +57,7 @@ def sample_record(sample: GeneratedSample, split: str = "train") -> TraceRecord:
         structure = Structure.from_dict(sample.structure)
         composition, n_atoms = structure.composition, len(structure)
     else:
-        composition, n_atoms = Composition(sample.formula or ""), 0
+        composition, n_atoms = Composition(sample.formula) if sample.formula else Composition(), 0
     return TraceRecord(
         prompt=[{"role": "user", "content": sample.prompt}],
         completion=[{"role": "assistant", "content": sample.text}],

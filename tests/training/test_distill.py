@@ -26,7 +26,7 @@ def test_distil_keeps_the_passing_samples_next_to_drawn_originals(tmp_path, crys
     good = [encode_structure(r.structure) for r in crystals]
     twice = good[0].replace("</CIF>", good[0].splitlines()[-2] + "\n</CIF>")  # a site written twice
     texts = [*good, twice, good[1], "<CIF>\nP1\nbroken"]
-    formulas = [r.formula for r in crystals] + [crystals[0].formula, "NaCl", crystals[0].formula]
+    formulas = [r.formula for r in crystals] + [crystals[0].formula, "NaCl", None]  # None: an unconditional prompt
     samples = [
         asdict(parse_sample(GeneratedSample(i, 0, f"Make {f}.", f, None, "conditional", {}, t, "stop", 1)))
         for i, (t, f) in enumerate(zip(texts, formulas))
