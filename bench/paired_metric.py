@@ -15,13 +15,13 @@ in the report (an unparsed sample does not hold its trace's space group).
 from __future__ import annotations
 
 import argparse
-import json
 from collections import defaultdict
-from pathlib import Path
 
 from crystalreasoner.evaluation.metrics import mean_and_stderr
 from crystalreasoner.evaluation.report import TABLE_COLUMNS
+from crystalreasoner.evaluation.stage import generation_samples
 from crystalreasoner.stores import open_registry
+from crystalreasoner.validation.ranking import load_evaluation_rows
 
 DEFAULT_METRICS = [
     "parsed", "structurally_valid", "smact_valid", "composition_match",
@@ -44,10 +44,9 @@ def per_prompt_means(registry, generation_prefixes: list[str], metrics: list[str
         evaluation = registry.latest("evaluation", parents=generation.artifact_id)
         if evaluation is None:
             raise SystemExit(f"generation {generation.artifact_id} has no evaluation: crysreas evaluate it first")
-        samples = [json.loads(line) for line in (Path(generation.location) / "samples.jsonl").read_text().splitlines()]
-        prompts = {(s["prompt_index"], s["sample_index"]): s["prompt"] for s in samples}
-        for line in (Path(evaluation.location) / "per_sample.jsonl").read_text().splitlines():
-            row = json.loads(line)
+        samples = generation_samples(registry, generation.artifact_id)
+        prompts = {(s.prompt_index, s.sample_index): s.prompt for s in samples}
+        for row in load_evaluation_rows(evaluation.location):
             prompt = prompts[(row["prompt_index"], row["sample_index"])]
             for metric in metrics:
                 pooled[metric][prompt].append(row["metrics"].get(metric, 0))
